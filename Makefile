@@ -1,0 +1,33 @@
+# The README's two commands: `make demo` and `make test`.
+# Each sets up what it needs (a .venv here, unless a virtual environment is already active) and runs.
+# torch is installed only when missing (NeoX environments pin their own; we never replace it).
+PY ?= python3
+ifdef VIRTUAL_ENV
+PYTHON := $(VIRTUAL_ENV)/bin/python
+else
+PYTHON := $(CURDIR)/.venv/bin/python
+endif
+PIP := $(PYTHON) -m pip --disable-pip-version-check
+
+.PHONY: demo test setup-train setup-test torch compare
+
+$(PYTHON):
+	$(PY) -m venv $(CURDIR)/.venv
+
+torch: $(PYTHON)
+	@$(PYTHON) -c "import torch" 2>/dev/null || $(PIP) install torch==2.13.0
+
+setup-train: torch
+	$(PIP) install -e ".[train]"
+
+setup-test: torch
+	DS_BUILD_OPS=0 $(PIP) install -e ".[test]"
+
+demo: setup-train
+	$(PYTHON) -m neox_cpt.cli demo
+
+compare: setup-train
+	$(PYTHON) -m neox_cpt.cli demo --compare
+
+test: setup-test
+	$(PYTHON) -m pytest -q

@@ -1,0 +1,1 @@
+"""One module per ``neox-cpt`` subcommand (see ``neox_cpt.cli.SUBCOMMANDS``)."""
