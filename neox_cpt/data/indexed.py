@@ -52,13 +52,19 @@ def best_dtype(vocab_size: int) -> np.dtype:
 
 
 def dtype_code(dtype: Any) -> int:
-    """The MMIDIDX code of a NumPy dtype (raises ValueError for dtypes the format cannot store)."""
+    """The MMIDIDX code of an integer token dtype (raises ValueError for anything else).
+
+    Float codes are readable but never written: implementations disagree on them (NeoX: 6 float32,
+    7 float64; megatron-core 0.16: 6 float64, 7 float32) and token ids are integers anyway.
+    """
     dt = np.dtype(dtype)
     for code, candidate in DTYPE_CODES.items():
+        if code in (6, 7):
+            continue
         if np.dtype(candidate) == dt:
             return code
-    raise ValueError(f"dtype={dt}: not storable in MMIDIDX; use one of "
-                     f"{sorted(np.dtype(d).name for d in DTYPE_CODES.values())}")
+    raise ValueError(f"dtype={dt}: not a token dtype MMIDIDX can store; use one of "
+                     f"uint8, int8, int16, int32, int64, uint16 (best_dtype(vocab_size) picks one)")
 
 
 def _paths(prefix: PathLike):

@@ -132,8 +132,9 @@ def test_best_dtype_and_codes():
     assert best_dtype(50277) == np.uint16 and best_dtype(65499) == np.uint16
     assert best_dtype(65500) == np.int32 and best_dtype(200000) == np.int32
     assert [dtype_code(d) for d in (np.uint8, np.int32, np.int64, np.uint16)] == [1, 4, 5, 8]
-    with pytest.raises(ValueError, match="not storable"):
-        dtype_code(np.uint32)
+    for bad in (np.uint32, np.float32):
+        with pytest.raises(ValueError, match="not a token dtype"):
+            dtype_code(bad)
     with pytest.raises(ValueError, match="vocab_size=0"):
         best_dtype(0)
 
@@ -193,3 +194,21 @@ def test_verify_catches_bad_pointers(tmp_path):
     ds = IndexedDataset(prefix)  # cheap open checks only the end
     with pytest.raises(ValueError, match="pointer of sequence 1 is 4, the sizes say 6"):
         ds.verify()
+
+
+@pytest.mark.slow  # imports torch + megatron-core
+def test_byte_compatible_with_megatron_core(tmp_path):
+    mcore = pytest.importorskip("megatron.core.datasets.indexed_dataset")
+    torch = pytest.importorskip("torch")
+    docs = [[5, 6, 7], [8, 0], [65535], []]
+    ours = _write(tmp_path / "ours", docs)
+    theirs = str(tmp_path / "theirs")
+    builder = mcore.IndexedDatasetBuilder(theirs + ".bin", dtype=np.uint16)
+    for d in docs:
+        builder.add_document(torch.tensor(d, dtype=torch.int64), [len(d)])
+    builder.finalize(theirs + ".idx")
+    for ext in (".bin", ".idx"):
+        assert open(ours + ext, "rb").read() == open(theirs + ext, "rb").read()
+    read = mcore.IndexedDataset(ours)
+    assert [read[i].tolist() for i in range(len(docs))] == docs
+    assert read.document_indices.tolist() == IndexedDataset(theirs).doc_idx.tolist() == [0, 1, 2, 3, 4]
