@@ -1,0 +1,151 @@
+"""Render the report: ``report.md`` with the paper-style table and PNG plots (matplotlib, imported lazily
+inside each plotting function, Agg backend). The numbers come from :mod:`neox_cpt.local.report`.
+
+    >>> from neox_cpt.local.report import load_run
+    >>> from neox_cpt.local.report_render import write_report
+    >>> write_report([load_run("runs/demo/run")], "runs/demo/report")  # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import List, Optional, Sequence
+
+from neox_cpt.local.report import Roles, Row, Run, fmt, fmt_tokens, infer_roles, lr_curve, table_rows
+
+logger = logging.getLogger(__name__)
+
+
+def _stage_marks(runs: Sequence[Run], key: str) -> List[int]:
+    """Stage starts (``start_step`` or ``start_tokens``) after 0, deduplicated, for vertical lines."""
+    return sorted({int(getattr(s, key)) for r in runs for s in r.stages if getattr(s, key) > 0})
+
+
+def plot_lr(runs: Sequence[Run], path: Path) -> None:
+    """LR against the global step, every run, stage boundaries dashed."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.5, 3.6))
+    for run in runs:
+        steps, lrs = lr_curve(run)
+        ax.plot(steps, lrs, label=run.name, lw=1.4)
+    for step in _stage_marks(runs, "start_step"):
+        ax.axvline(step, color="grey", ls="--", lw=0.8)
+    ax.set_xlabel("global step (dashed: stage boundaries)")
+    ax.set_ylabel("learning rate")
+    ax.set_title("LR across stages")
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_valid_loss(runs: Sequence[Run], sources: Sequence[str], path: Path) -> None:
+    """Validation loss of each source (one panel each) against lineage tokens, stage boundaries dashed."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(sources), figsize=(5.0 * len(sources), 3.8), squeeze=False)
+    for ax, source in zip(axes[0], sources):
+        for run in runs:
+            points = [(e["tokens"], e["loss"]) for e in run.evals if e["source"] == source]
+            if points:
+                xs, ys = zip(*points)
+                ax.plot([x / 1e6 for x in xs], ys, marker=".", ms=3, lw=1.2, label=run.name)
+        for tokens in _stage_marks(runs, "start_tokens"):
+            ax.axvline(tokens / 1e6, color="grey", ls="--", lw=0.8)
+        ax.set_title(f"validation loss: {source}")
+        ax.set_xlabel("tokens trained (M)")
+        ax.set_ylabel("loss (nats/token)")
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_tradeoff(rows: Sequence[Row], roles: Roles, path: Path) -> None:
+    """Forgetting (x) against adaptation (D1 loss, y): down-left is better."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.0, 4.0))
+    for row in rows:
+        if row.forgetting is not None and row.d1_loss is not None:
+            ax.scatter(row.forgetting, row.d1_loss)
+            ax.annotate(row.name, (row.forgetting, row.d1_loss), fontsize=7, xytext=(3, 3),
+                        textcoords="offset points")
+    ax.axvline(0.0, color="grey", lw=0.8)
+    ax.set_xlabel(f"forgetting: rise of {roles.d0} loss over the D0-only model (nats)")
+    ax.set_ylabel(f"adaptation: {roles.d1} loss (nats)")
+    ax.set_title("forgetting vs adaptation (down-left is better)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def markdown_table(rows: Sequence[Row], roles: Roles) -> str:
+    """The paper-style table plus forgetting, as Markdown."""
+    lines = [f"| run | kind | {roles.d0} (D0) | {roles.d1} (D1) | AVG | forgetting (Δ D0) | tokens trained "
+             "| compute vs union |", "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        compute = "n/a" if r.compute_vs_union is None else f"{100 * r.compute_vs_union:.0f} %"
+        forgetting = fmt(r.forgetting, "+.3f")
+        lines.append(f"| {r.name} | {r.kind} | {fmt(r.d0_loss)} | {fmt(r.d1_loss)} | {fmt(r.avg_loss)} "
+                     f"| {forgetting} | {fmt_tokens(r.tokens)} | {compute} |")
+    return "\n".join(lines)
+
+
+def stages_table(runs: Sequence[Run]) -> str:
+    """Every run's stages: steps, tokens, sources, replay, schedule recipe, start checkpoint."""
+    lines = ["| run | stage | global steps | tokens | train sources | replay | schedule | starts from |",
+             "|---|---|---|---|---|---|---|---|"]
+    for run in runs:
+        for s in run.stages:
+            shares = ", ".join(f"{k} {100 * v:.0f} %" for k, v in s.train_sources.items())
+            recipe = (s.schedule or {}).get("recipe") or "?"
+            init = s.init_from or ("scratch" if s.index == 0 else "previous stage")
+            if s.init_from and os.path.isabs(s.init_from):
+                init = os.path.join(*Path(s.init_from).parts[-3:])
+            lines.append(f"| {run.name} | {s.name} | {s.start_step}–{s.start_step + s.num_steps} "
+                         f"| {fmt_tokens(s.num_tokens)} | {shares} | {100 * s.replay_frac:.0f} % | {recipe} "
+                         f"| {init} |")
+    return "\n".join(lines)
+
+
+def write_report(runs: Sequence[Run], out_dir: "os.PathLike[str] | str", roles: Optional[Roles] = None,
+                 title: str = "neox-cpt report", notes: str = "") -> Path:
+    """Write ``report.md`` and its PNGs into ``out_dir``; returns the path of report.md."""
+    if not runs:
+        raise ValueError("no runs given; pass one or more run directories")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    sources = list(dict.fromkeys(s for r in runs for s in r.sources))
+    plot_lr(runs, out / "lr.png")
+    plot_valid_loss(runs, sources, out / "valid_loss.png")
+    parts = [f"# {title}", "", notes, "", "## Runs", "", stages_table(runs), ""]
+    try:
+        roles = roles or infer_roles(runs)
+    except ValueError as exc:
+        logger.warning("%s", exc)
+        roles = None
+    if roles is not None:
+        rows = table_rows(runs, roles)
+        plot_tradeoff(rows, roles, out / "tradeoff.png")
+        parts += ["## Final validation loss (the paper's table)", "", markdown_table(rows, roles), "",
+                  f"Losses are the final validation loss per source (nats/token). AVG is the plain mean of D0 "
+                  f"and D1. Forgetting is the run's final {roles.d0} loss minus the D0-only model's "
+                  f"{roles.d0} loss (the end of the D0 pre-training stage, or the D0-only run); adaptation is "
+                  f"the {roles.d1} loss itself. Tokens count a continual run's updates only (its D0 "
+                  "pre-training is already paid for, as in the paper); compute is relative to the union "
+                  "re-training run when one is among the inputs.", "",
+                  "![forgetting vs adaptation](tradeoff.png)", ""]
+    parts += ["## Learning rate", "", "![LR across stages](lr.png)", "",
+              "## Validation loss per source", "", "![validation loss](valid_loss.png)", ""]
+    report = out / "report.md"
+    report.write_text("\n".join(parts))
+    return report
