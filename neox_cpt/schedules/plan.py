@@ -116,9 +116,12 @@ class Plan:
         return stage.schedule.lr_at(global_step - stage.start_step)
 
     def tokens_at(self, global_step: float) -> Optional[Number]:
-        """Tokens trained when ``global_step`` is complete, counted from the plan start (None if unknown).
-        Steps in a gap between stages count at the previous stage's tokens per step."""
-        total: Number = 0
+        """Tokens trained when ``global_step`` is complete, counted from global step 0 (None if unknown).
+        Steps before the first stage count at its tokens per step (the lineage it continues); steps in a gap
+        between stages count at the previous stage's tokens per step."""
+        if self.stages[0].tokens_per_step is None:
+            return None
+        total: Number = min(global_step, self.start_step) * self.stages[0].tokens_per_step
         for i, stage in enumerate(self.stages):
             if stage.tokens_per_step is None:
                 return None
