@@ -1,0 +1,178 @@
+"""The paper's comparison at laptop scale, as data: which runs, which stages, which token budgets.
+
+``comparison_plan(shifts, budget)`` lists the runs of the comparison (PAPER.md) for each shift, D0 first:
+a D0-only model (cosine) and a D0 model on the infinite schedule (pre-anneal), shared by every shift; then
+per shift D1 from scratch, re-training on the union with the same total tokens, and continual runs from
+the D0 checkpoint: re-warm + re-decay with 0 %, the recommended and a higher replay share, constant
+eta_min (no re-warm) and the infinite schedule (no re-warm, anneal at the end), the last two with the
+recommended replay. Replay is compute-equivalent: it replaces new tokens in a stage of fixed size.
+
+    >>> from neox_cpt.local.experiments import comparison_plan, FULL
+    >>> runs = comparison_plan(("german",), FULL)
+    >>> [r.name for r in runs][:4]
+    ['d0', 'd0_infinite', 'german/d1_scratch', 'german/union']
+    >>> cpt = next(r for r in runs if r.name == "german/cpt_replay25")
+    >>> cpt.init_from, dict(cpt.stages[0].sources)
+    ('d0', {'german': 0.75, 'sotu': 0.25})
+
+``run_demo`` and ``run_comparison`` (below the plan) turn runs into trainer configs, train and report.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+
+D0_SOURCE = "sotu"
+"""The pre-training data of every shift: State of the Union addresses (English)."""
+
+
+@dataclass(frozen=True)
+class Shift:
+    """A distribution shift: the new data and the paper's recommended replay share for it."""
+
+    d1: str
+    """Source name of the new data."""
+    replay_frac: float
+    """Recommended replay share (paper: 25 % for a strong shift, 5 % for a weak one)."""
+    high_replay_frac: float = 0.5
+    """The 'more replay' comparison point."""
+
+
+SHIFTS: Dict[str, Shift] = {
+    "german": Shift("german", 0.25),  # strong shift: English -> German man pages
+    "bible": Shift("bible", 0.05),    # weak shift: English speeches -> English King James Bible
+}
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Token budgets of the comparison."""
+
+    d0_tokens: int
+    """Tokens of D0 pre-training (and of the D0 part of the union)."""
+    d1_tokens: int
+    """Tokens of a continual stage (and of D1 from scratch, and the D1 part of the union)."""
+    label: str = "full"
+    """Shown in the report title (``reduced`` for the shortened run)."""
+
+
+# ~7k tokens/s at hidden 128 on 2 cores: FULL trains 4 x d0 + 14 x d1 = 18.2M tokens (~45 min plus eval),
+# REDUCED 9.1M tokens. D1/D0 = 0.4 keeps CPT at 40 % of the union's tokens, the paper's German ratio.
+FULL = Budget(d0_tokens=2_000_000, d1_tokens=800_000)
+REDUCED = Budget(d0_tokens=1_000_000, d1_tokens=400_000, label="reduced")
+
+
+@dataclass(frozen=True)
+class StagePlan:
+    """One stage of a planned run."""
+
+    name: str
+    """Stage name (``d0``, ``d1``, ``union``)."""
+    sources: Tuple[Tuple[str, float], ...]
+    """(source, share of the stage's samples); replay sources included; shares sum to 1."""
+    num_tokens: int
+    """Tokens the stage trains."""
+    schedule: Tuple[Tuple[str, Any], ...]
+    """Schedule keys (``cpt_lr_schedule`` and its options) without the LR values, which the base config sets."""
+    replay_frac: float = 0.0
+    """Share of the stage's samples drawn from D0 (the replayed data)."""
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """One run of the comparison."""
+
+    name: str
+    """Run directory relative to the comparison root (``german/cpt_replay25``)."""
+    label: str
+    """What the run is, in the paper's words."""
+    stages: Tuple[StagePlan, ...]
+    """Its stages (one for every run of the comparison)."""
+    init_from: Optional[str] = None
+    """Name of the run whose final checkpoint the first stage starts from; None = from scratch."""
+    tags: Tuple[str, ...] = field(default=())
+    """Roles in the targets: ``d0``, ``union``, ``no_replay``, ``recommended``."""
+
+    @property
+    def num_tokens(self) -> int:
+        """Tokens this run trains itself (the D0 checkpoint it starts from is already paid for)."""
+        return sum(s.num_tokens for s in self.stages)
+
+
+COSINE = (("cpt_lr_schedule", "cosine"),)
+CONSTANT_MIN = (("cpt_lr_schedule", "constant"),)  # the constant recipe holds cpt_lr_min by default
+INFINITE_FIRST = (("cpt_lr_schedule", "infinite"), ("cpt_cooldown_end_frac", 0.6))
+INFINITE_NEXT = (("cpt_lr_schedule", "infinite"), ("cpt_infinite_first_stage", False), ("cpt_anneal_frac", 0.2))
+
+
+def _cpt(shift: Shift, name: str, label: str, replay: float, budget: Budget, schedule: Tuple[Tuple[str, Any], ...],
+         init_from: str = "d0", tags: Tuple[str, ...] = ()) -> RunPlan:
+    sources = ((shift.d1, round(1.0 - replay, 6)),) + (((D0_SOURCE, replay),) if replay > 0 else ())
+    stage = StagePlan("d1", sources, budget.d1_tokens, schedule, replay_frac=replay)
+    return RunPlan(f"{shift.d1}/{name}", label, (stage,), init_from=init_from, tags=tags)
+
+
+def shift_runs(shift: Shift, budget: Budget) -> List[RunPlan]:
+    """The runs of one shift (without the shared D0 runs)."""
+    total = budget.d0_tokens + budget.d1_tokens
+    union_sources = ((D0_SOURCE, budget.d0_tokens / total), (shift.d1, budget.d1_tokens / total))
+    rec, high = shift.replay_frac, shift.high_replay_frac
+    pct = lambda x: f"{round(100 * x)}"  # noqa: E731
+    return [
+        RunPlan(f"{shift.d1}/d1_scratch", f"{shift.d1} from scratch",
+                (StagePlan("d1", ((shift.d1, 1.0),), budget.d1_tokens, COSINE),)),
+        RunPlan(f"{shift.d1}/union", f"re-train on {D0_SOURCE} ∪ {shift.d1} (same total tokens)",
+                (StagePlan("union", union_sources, total, COSINE),), tags=("union",)),
+        _cpt(shift, "cpt_replay0", "CPT re-warm + re-decay, 0 % replay", 0.0, budget, COSINE, tags=("no_replay",)),
+        _cpt(shift, f"cpt_replay{pct(rec)}", f"CPT re-warm + re-decay, {pct(rec)} % replay (recommended)", rec,
+             budget, COSINE, tags=("recommended",)),
+        _cpt(shift, f"cpt_replay{pct(high)}", f"CPT re-warm + re-decay, {pct(high)} % replay", high, budget, COSINE),
+        _cpt(shift, "cpt_const_min", f"CPT constant eta_min (no re-warm), {pct(rec)} % replay", rec, budget,
+             CONSTANT_MIN),
+        _cpt(shift, "cpt_infinite", f"CPT infinite schedule (no re-warm, anneal), {pct(rec)} % replay", rec,
+             budget, INFINITE_NEXT, init_from="d0_infinite"),
+    ]
+
+
+def comparison_plan(shifts: Sequence[str], budget: Budget) -> List[RunPlan]:
+    """Every run of the comparison, each after the run it starts from."""
+    unknown = [s for s in shifts if s not in SHIFTS]
+    if unknown or not shifts:
+        raise ValueError(f"shift = {list(shifts)!r}: choose from {sorted(SHIFTS)} (or both)")
+    runs = [
+        RunPlan("d0", f"{D0_SOURCE} only (D0, cosine)", (StagePlan("d0", ((D0_SOURCE, 1.0),), budget.d0_tokens,
+                                                                 COSINE),), tags=("d0",)),
+        RunPlan("d0_infinite", f"{D0_SOURCE} only (D0, infinite schedule, pre-anneal)",
+                (StagePlan("d0", ((D0_SOURCE, 1.0),), budget.d0_tokens, INFINITE_FIRST),)),
+    ]
+    for name in shifts:
+        runs += shift_runs(SHIFTS[name], budget)
+    return runs
+
+
+def token_accounting(runs: Sequence[RunPlan]) -> Dict[str, Dict[str, float]]:
+    """Per run: tokens it trains, tokens per source, and its share of the union run's tokens (same shift)."""
+    union = {r.name.split("/")[0]: r.num_tokens for r in runs if "union" in r.tags}
+    table: Dict[str, Dict[str, float]] = {}
+    for run in runs:
+        per_source: Dict[str, float] = {}
+        for stage in run.stages:
+            for source, share in stage.sources:
+                per_source[source] = per_source.get(source, 0.0) + share * stage.num_tokens
+        shift = run.name.split("/")[0]
+        row: Dict[str, float] = {"tokens": run.num_tokens, **{f"tokens_{k}": v for k, v in per_source.items()}}
+        if shift in union:
+            row["vs_union"] = run.num_tokens / union[shift]
+        table[run.name] = row
+    return table
+
+
+def total_tokens(runs: Sequence[RunPlan]) -> int:
+    """Tokens the whole comparison trains (the time it takes is about this over the trainer's tokens/s)."""
+    return sum(r.num_tokens for r in runs)
+
+
+def plan_table(runs: Sequence[RunPlan]) -> List[Mapping[str, Any]]:
+    """Rows for docs: name, label, start, tokens, sources."""
+    return [{"run": r.name, "what": r.label, "starts_from": r.init_from or "scratch", "tokens": r.num_tokens,
+             "sources": ", ".join(f"{s} {100 * w:.0f} %" for st in r.stages for s, w in st.sources)} for r in runs]

@@ -1,0 +1,68 @@
+"""The comparison plan: which runs, which budgets, token accounting (no training here)."""
+from __future__ import annotations
+
+import pytest
+
+from neox_cpt.local.experiments import (FULL, REDUCED, SHIFTS, Budget, comparison_plan, token_accounting,
+                                        total_tokens)
+
+BUDGET = Budget(d0_tokens=1000, d1_tokens=400)
+
+
+def test_runs_and_order():
+    runs = comparison_plan(("german", "bible"), BUDGET)
+    names = [r.name for r in runs]
+    assert names == ["d0", "d0_infinite",
+                     "german/d1_scratch", "german/union", "german/cpt_replay0", "german/cpt_replay25",
+                     "german/cpt_replay50", "german/cpt_const_min", "german/cpt_infinite",
+                     "bible/d1_scratch", "bible/union", "bible/cpt_replay0", "bible/cpt_replay5",
+                     "bible/cpt_replay50", "bible/cpt_const_min", "bible/cpt_infinite"]
+    # every run comes after the run it starts from
+    for i, run in enumerate(runs):
+        if run.init_from:
+            assert run.init_from in names[:i]
+    by_name = {r.name: r for r in runs}
+    assert by_name["german/cpt_infinite"].init_from == "d0_infinite"
+    assert by_name["bible/cpt_const_min"].init_from == "d0"
+    assert by_name["german/union"].init_from is None and by_name["german/d1_scratch"].init_from is None
+
+
+def test_sources_and_schedules():
+    by_name = {r.name: r for r in comparison_plan(("german", "bible"), BUDGET)}
+    assert dict(by_name["german/cpt_replay25"].stages[0].sources) == {"german": 0.75, "sotu": 0.25}
+    assert dict(by_name["bible/cpt_replay5"].stages[0].sources) == {"bible": 0.95, "sotu": 0.05}
+    assert dict(by_name["german/cpt_replay0"].stages[0].sources) == {"german": 1.0}
+    assert dict(by_name["bible/union"].stages[0].sources) == {"sotu": 1000 / 1400, "bible": 400 / 1400}
+    assert dict(by_name["german/cpt_const_min"].stages[0].schedule)["cpt_lr_schedule"] == "constant"
+    assert dict(by_name["german/cpt_const_min"].stages[0].sources)["sotu"] == SHIFTS["german"].replay_frac
+    infinite = dict(by_name["german/cpt_infinite"].stages[0].schedule)
+    assert infinite == {"cpt_lr_schedule": "infinite", "cpt_infinite_first_stage": False, "cpt_anneal_frac": 0.2}
+    assert dict(by_name["d0_infinite"].stages[0].schedule)["cpt_cooldown_end_frac"] == 0.6
+    for run in by_name.values():
+        for stage in run.stages:
+            assert sum(w for _, w in stage.sources) == pytest.approx(1.0)
+
+
+def test_token_accounting():
+    runs = comparison_plan(("german",), BUDGET)
+    table = token_accounting(runs)
+    assert table["german/union"] == {"tokens": 1400, "tokens_sotu": 1000.0, "tokens_german": 400.0, "vs_union": 1.0}
+    assert table["german/cpt_replay25"]["tokens_german"] == 300.0
+    assert table["german/cpt_replay25"]["tokens_sotu"] == 100.0
+    assert table["german/cpt_replay25"]["vs_union"] == pytest.approx(400 / 1400)
+    assert "vs_union" not in table["d0"]
+    # 2 D0 runs + union (d0 + d1) + 6 runs of d1 tokens
+    assert total_tokens(runs) == 2 * 1000 + 1400 + 6 * 400
+
+
+def test_budgets_meet_the_compute_target():
+    for budget in (FULL, REDUCED):
+        table = token_accounting(comparison_plan(("german", "bible"), budget))
+        assert table["german/cpt_replay25"]["vs_union"] <= 0.6
+        assert table["bible/cpt_replay5"]["vs_union"] <= 0.6
+    assert REDUCED.label == "reduced" and REDUCED.d0_tokens < FULL.d0_tokens
+
+
+def test_unknown_shift():
+    with pytest.raises(ValueError, match="choose from"):
+        comparison_plan(("french",), BUDGET)
