@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import argparse
 import math
-from typing import List, Optional, Sequence
+from pathlib import Path
+from typing import List, Optional, Sequence, Tuple
 
 from neox_cpt.schedules.loader import load_stage_config, plan_from_configs
 from neox_cpt.schedules.plan import Plan
@@ -124,8 +125,9 @@ def _curve(plan: Plan, num_points: int = 2000) -> tuple:
     return xs, [plan.lr_at(x) for x in xs]
 
 
-def plot_plan(plan: Plan, out: str, branches: Sequence[Plan] = (), title: Optional[str] = None) -> None:
-    """Draw LR vs global step (top axis: tokens when known), stage boundaries dashed; save to ``out``."""
+def plot_plan(plan: Plan, out: str, branches: Sequence[Tuple[str, Plan]] = (), title: Optional[str] = None) -> None:
+    """Draw LR vs global step (top axis: tokens when known), stage boundaries dotted, each (label, branch plan)
+    dashed; save to ``out``."""
     try:
         import matplotlib
         matplotlib.use("Agg")
@@ -136,9 +138,11 @@ def plot_plan(plan: Plan, out: str, branches: Sequence[Plan] = (), title: Option
     fig, ax = plt.subplots(figsize=(8, 3.6), dpi=100)
     xs, ys = _curve(plan)
     ax.plot(xs, ys, lw=1.6, color="C0", label="main line")
-    for i, branch in enumerate(branches):
+    top = max(ys)
+    for i, (label, branch) in enumerate(branches):
         bx, by = _curve(branch)
-        ax.plot(bx, by, lw=1.4, ls="--", color=f"C{i + 1}", label=f"branch: {branch.stages[0].name}")
+        top = max(top, max(by))
+        ax.plot(bx, by, lw=1.4, ls="--", color=f"C{i + 1}", label=f"branch: {label}")
     for stage in plan.stages:
         ax.axvline(stage.start_step, color="0.6", lw=0.8, ls=":")
         ax.text(stage.start_step, 1.0, f" {stage.name}", transform=ax.get_xaxis_transform(), va="top",
@@ -147,7 +151,7 @@ def plot_plan(plan: Plan, out: str, branches: Sequence[Plan] = (), title: Option
     ax.set_xlabel("global step")
     ax.set_ylabel("learning rate")
     ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _pos: f"{v:.1e}" if v else "0"))
-    ax.set_ylim(bottom=0)
+    ax.set_ylim(0, top * 1.12)  # headroom for the stage labels
     ax.grid(alpha=0.3)
     if branches:
         ax.legend(fontsize=8, loc="lower left")
@@ -156,7 +160,7 @@ def plot_plan(plan: Plan, out: str, branches: Sequence[Plan] = (), title: Option
         sec = ax.secondary_xaxis("top", functions=(lambda s: s * tps / 1e9, lambda t: t * 1e9 / tps))
         sec.set_xlabel("tokens (B)" + (f", {tps:,} tokens/step" if tps else ""))
     if title:
-        ax.set_title(title, fontsize=10, pad=28 if tps else 6)
+        ax.set_title(title, fontsize=10, pad=24 if tps else 6)
     fig.tight_layout()
     fig.savefig(out)
     plt.close(fig)
@@ -174,7 +178,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         print_phases(plan, args.csv)
     if args.plot:
-        branches = [load_plan([spec]) for spec in args.branch]
+        branches = [(Path(spec.split(",")[-1]).stem, load_plan([spec])) for spec in args.branch]
         plot_plan(plan, args.plot, branches, args.title)
         print(f"wrote {args.plot}")
     return 0

@@ -12,14 +12,13 @@ optimizer adapter is ``neox_cpt.schedules.torch_adapter.ScheduleLR``. See docs/s
     (3e-05, 0.00015)
 """
 from neox_cpt.schedules.config import (
-    FAMILY_PREFIXES,
     RECIPES,
-    SCHEDULE_KEYS,
     ScheduleConfig,
     read_schedule_config,
     schedule_from_config,
     validate_schedule_config,
 )
+from neox_cpt.schedules.keys import FAMILY_PREFIXES, SCHEDULE_KEYS, check_unknown_keys
 from neox_cpt.schedules.loader import load_stage_config, plan_from_configs
 from neox_cpt.schedules.plan import Plan, PlanStage
 from neox_cpt.schedules.recipes import anneal_branch, constant, infinite, rewarm_constant, warmup_cosine, wsd
@@ -28,7 +27,7 @@ from neox_cpt.schedules.shapes import SHAPES, get_shape
 
 __all__ = [
     "FAMILY_PREFIXES", "RECIPES", "SCHEDULE_KEYS", "SHAPES", "Phase", "Plan", "PlanStage", "ScheduleConfig",
-    "StageSchedule", "anneal_branch", "constant", "get_shape", "infinite", "load_stage_config",
+    "StageSchedule", "anneal_branch", "check_unknown_keys", "constant", "get_shape", "infinite", "load_stage_config",
     "plan_from_configs", "read_schedule_config", "rewarm_constant", "schedule_from_config",
     "validate_schedule_config", "warmup_cosine", "wsd",
 ]
