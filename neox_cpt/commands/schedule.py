@@ -157,8 +157,10 @@ def plot_plan(plan: Plan, out: str, branches: Sequence[Tuple[str, Plan]] = (), t
         ax.legend(fontsize=8, loc="lower left")
     tps = plan.tokens_per_step
     if tps:
-        sec = ax.secondary_xaxis("top", functions=(lambda s: s * tps / 1e9, lambda t: t * 1e9 / tps))
-        sec.set_xlabel("tokens (B)" + (f", {tps:,} tokens/step" if tps else ""))
+        most = plan.end_step * tps
+        unit, scale = next(((u, v) for u, v in (("B", 1e9), ("M", 1e6), ("K", 1e3)) if most >= 10 * v), ("", 1.0))
+        sec = ax.secondary_xaxis("top", functions=(lambda s: s * tps / scale, lambda t: t * scale / tps))
+        sec.set_xlabel(f"tokens{f' ({unit})' if unit else ''}, {tps:,} tokens/step")
     if title:
         ax.set_title(title, fontsize=10, pad=24 if tps else 6)
     fig.tight_layout()
