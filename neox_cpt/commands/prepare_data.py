@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 
 
@@ -27,6 +28,8 @@ def run(args: argparse.Namespace) -> int:
     from neox_cpt.local.corpora import SourceUnavailable
     from neox_cpt.local.demo_data import prepare_demo_data
 
+    if args.quiet:  # also silence the per-file lines of the shared preprocessing code
+        logging.getLogger("neox_cpt").setLevel(logging.WARNING)
     sources = tuple(s.strip() for s in args.sources.split(",") if s.strip())
     try:
         m = prepare_demo_data(args.cache_dir, sources=sources, vocab_size=args.vocab_size, progress=not args.quiet)
