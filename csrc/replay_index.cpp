@@ -1,0 +1,288 @@
+// Hot loops of the replay index builder (neox_cpt/data/build.py) and of sample reads
+// (neox_cpt/data/dataset.py). Each function has a NumPy reference in neox_cpt/data/reference.py with
+// the same arguments; tests/data/test_kernels.py requires identical output.
+//
+// Conventions: the Python side allocates every output (and so chooses its dtype); kernels fill a chunk
+// and update a small int64 state array so that a build streams through fixed-size buffers. The GIL is
+// released around every loop. Nothing here prints or allocates proportionally to the output.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <cstdint>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "kernels.h"
+#include "permutation.h"
+
+namespace py = pybind11;
+
+namespace {
+
+template <typename T>
+T* ptr_of(py::array& a, const char* what) {
+    if (!(a.flags() & py::array::c_style)) throw std::invalid_argument(std::string(what) + " must be C-contiguous");
+    if (!a.writeable()) throw std::invalid_argument(std::string(what) + " must be writeable");
+    return static_cast<T*>(a.mutable_data());
+}
+
+template <typename T>
+const T* cptr_of(const py::array& a, const char* what) {
+    if (!(a.flags() & py::array::c_style)) throw std::invalid_argument(std::string(what) + " must be C-contiguous");
+    return static_cast<const T*>(a.data());
+}
+
+bool is(const py::array& a, char kind, int size) { return a.dtype().kind() == kind && a.itemsize() == size; }
+
+// ---------------------------------------------------------------------------------------------------
+// permute(x, n, key, out): out[i] = P_key(x[i]) for the keyed bijection P_key of [0, n).
+void permute(const py::array& x, uint64_t n, uint64_t key, py::array out) {
+    if (!is(x, 'i', 8) || !is(out, 'i', 8)) throw std::invalid_argument("permute: x and out must be int64");
+    const int64_t count = x.size();
+    if (out.size() != count) throw std::invalid_argument("permute: out must have the size of x");
+    const int64_t* xs = cptr_of<int64_t>(x, "x");
+    int64_t* os = ptr_of<int64_t>(out, "out");
+    for (int64_t i = 0; i < count; ++i)
+        if (xs[i] < 0 || static_cast<uint64_t>(xs[i]) >= n) throw std::out_of_range("permute: x outside [0, n)");
+    py::gil_scoped_release release;
+    neox_cpt::Permutation p(n, key);
+    for (int64_t i = 0; i < count; ++i) os[i] = static_cast<int64_t>(p(static_cast<uint64_t>(xs[i])));
+}
+
+// permute_range(start, n, key, out): out[i] = P_key(start + i), out int32 or int64 (a stored shuffle).
+template <typename T>
+void permute_range_impl(uint64_t start, uint64_t n, uint64_t key, T* out, int64_t count) {
+    neox_cpt::Permutation p(n, key);
+    for (int64_t i = 0; i < count; ++i) out[i] = static_cast<T>(p(start + static_cast<uint64_t>(i)));
+}
+
+void permute_range(uint64_t start, uint64_t n, uint64_t key, py::array out) {
+    const int64_t count = out.size();
+    if (start + static_cast<uint64_t>(count) > n) throw std::out_of_range("permute_range: start + len(out) > n");
+    if (is(out, 'i', 4)) {
+        int32_t* o = ptr_of<int32_t>(out, "out");
+        py::gil_scoped_release release;
+        permute_range_impl(start, n, key, o, count);
+    } else if (is(out, 'i', 8)) {
+        int64_t* o = ptr_of<int64_t>(out, "out");
+        py::gil_scoped_release release;
+        permute_range_impl(start, n, key, o, count);
+    } else {
+        throw std::invalid_argument("permute_range: out must be int32 or int64");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// sample_index(slot_sizes, key, seq_length, state, doc_out, offset_out)
+// slot_sizes[s] = tokens of the document in slot s of the source's stored permutation. Document
+// position d (over epochs) holds slot EpochOrder(n, key)(d). Sample j starts at token j * seq_length of
+// that concatenation: (document position, offset < its length). state = [d, o] is where the next
+// sample starts (not yet moved past document ends); a call writes len(doc_out) samples and advances it.
+template <typename D>
+__attribute__((flatten)) void sample_index_impl(const int32_t* sizes, uint64_t n, uint64_t key, int64_t seq, int64_t* state, D* doc_out,
+                       int32_t* off_out, int64_t count) {
+    // One pass over documents, not samples: each document costs a write that the next sample start
+    // overwrites when it does not fall inside this document (no unpredictable branch per sample).
+    neox_cpt::EpochOrder order(n, key);
+    int64_t d = state[0], o = state[1], j = 0;
+    while (j < count) {
+        const uint64_t left = order.locate(static_cast<uint64_t>(d));
+        uint64_t i = (static_cast<uint64_t>(d) % n) & (neox_cpt::EpochOrder::kBlock - 1);
+        const uint64_t end = i + left;
+        for (; i < end && j < count; ++i) {
+            const int64_t len = sizes[order.slot_in_block(i)];
+            doc_out[j] = static_cast<D>(d);
+            off_out[j] = static_cast<int32_t>(o);
+            const bool hit = o < len;
+            j += hit;
+            o += hit ? seq : 0;
+            if (o < len) {  // a document longer than the sample stride: several samples start here
+                while (o < len && j < count) {
+                    doc_out[j] = static_cast<D>(d);
+                    off_out[j] = static_cast<int32_t>(o);
+                    ++j;
+                    o += seq;
+                }
+                if (o < len) break;  // chunk full inside this document: resume here
+            }
+            o -= len;
+            ++d;
+        }
+    }
+    state[0] = d;
+    state[1] = o;
+}
+
+void sample_index(const py::array& slot_sizes, uint64_t key, int64_t seq_length, py::array state, py::array doc_out,
+                  py::array offset_out) {
+    if (!is(slot_sizes, 'i', 4)) throw std::invalid_argument("sample_index: slot_sizes must be int32");
+    if (!is(state, 'i', 8) || state.size() != 2) throw std::invalid_argument("sample_index: state must be int64[2]");
+    if (!is(offset_out, 'i', 4)) throw std::invalid_argument("sample_index: offset_out must be int32");
+    const int64_t count = doc_out.size();
+    if (offset_out.size() != count) throw std::invalid_argument("sample_index: outputs differ in size");
+    const uint64_t n = static_cast<uint64_t>(slot_sizes.size());
+    if (n == 0 || seq_length < 1) throw std::invalid_argument("sample_index: need documents and seq_length >= 1");
+    const int32_t* s = cptr_of<int32_t>(slot_sizes, "slot_sizes");
+    int64_t* st = ptr_of<int64_t>(state, "state");
+    int32_t* off = ptr_of<int32_t>(offset_out, "offset_out");
+    if (st[0] < 0 || st[1] < 0) throw std::invalid_argument("sample_index: negative state");
+    if (is(doc_out, 'i', 4)) {
+        int32_t* d = ptr_of<int32_t>(doc_out, "doc_out");
+        py::gil_scoped_release release;
+        sample_index_impl(s, n, key, seq_length, st, d, off, count);
+    } else if (is(doc_out, 'i', 8)) {
+        int64_t* d = ptr_of<int64_t>(doc_out, "doc_out");
+        py::gil_scoped_release release;
+        sample_index_impl(s, n, key, seq_length, st, d, off, count);
+    } else {
+        throw std::invalid_argument("sample_index: doc_out must be int32 or int64");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// blend(start, replay_ppm, group, weights, counts, source_out, draw_out)
+// Position p is a replay position iff floor(r (p+1) / 1e6) > floor(r p / 1e6), r = replay_ppm; within the
+// chosen group the source with the largest deficit weights[i] * (p + 1) - counts[i] wins (lowest index on
+// ties). source_out[k] = that source and draw_out[k] = its count before the draw, for p = start + k.
+template <typename S, typename K>
+__attribute__((flatten)) void blend_impl(int64_t start, int64_t ppm, const int8_t* group, const double* w, int64_t* counts, int64_t ns,
+                S* src, K* draw, int64_t count) {
+    constexpr int64_t kDen = 1000000;
+    std::vector<int64_t> members[2];
+    for (int64_t i = 0; i < ns; ++i) members[group[i] ? 1 : 0].push_back(i);
+    for (int64_t k = 0; k < count; ++k) {
+        const int64_t p = start + k;
+        const int g = (ppm * (p + 1)) / kDen > (ppm * p) / kDen ? 1 : 0;
+        const std::vector<int64_t>& m = members[g];
+        const double clock = static_cast<double>(p + 1);
+        int64_t best = m[0];
+        double best_deficit = w[best] * clock - static_cast<double>(counts[best]);
+        for (size_t t = 1; t < m.size(); ++t) {
+            const int64_t i = m[t];
+            const double deficit = w[i] * clock - static_cast<double>(counts[i]);
+            if (deficit > best_deficit) {
+                best = i;
+                best_deficit = deficit;
+            }
+        }
+        src[k] = static_cast<S>(best);
+        draw[k] = static_cast<K>(counts[best]);
+        ++counts[best];
+    }
+}
+
+template <typename S>
+void blend_dispatch_draw(int64_t start, int64_t ppm, const int8_t* g, const double* w, int64_t* c, int64_t ns,
+                         S* s, py::array& draw_out, int64_t count) {
+    if (is(draw_out, 'i', 4)) {
+        int32_t* d = ptr_of<int32_t>(draw_out, "draw_out");
+        py::gil_scoped_release release;
+        blend_impl(start, ppm, g, w, c, ns, s, d, count);
+    } else if (is(draw_out, 'i', 8)) {
+        int64_t* d = ptr_of<int64_t>(draw_out, "draw_out");
+        py::gil_scoped_release release;
+        blend_impl(start, ppm, g, w, c, ns, s, d, count);
+    } else {
+        throw std::invalid_argument("blend: draw_out must be int32 or int64");
+    }
+}
+
+void blend(int64_t start, int64_t replay_ppm, const py::array& group, const py::array& weights, py::array counts,
+           py::array source_out, py::array draw_out) {
+    const int64_t ns = weights.size();
+    if (!is(group, 'i', 1) || group.size() != ns) throw std::invalid_argument("blend: group must be int8[n_sources]");
+    if (!is(weights, 'f', 8)) throw std::invalid_argument("blend: weights must be float64");
+    if (!is(counts, 'i', 8) || counts.size() != ns) throw std::invalid_argument("blend: counts must be int64[n_sources]");
+    if (replay_ppm < 0 || replay_ppm >= 1000000) throw std::invalid_argument("blend: replay_ppm outside [0, 1e6)");
+    const int64_t count = source_out.size();
+    if (draw_out.size() != count) throw std::invalid_argument("blend: outputs differ in size");
+    const int8_t* g = cptr_of<int8_t>(group, "group");
+    bool has[2] = {false, false};
+    for (int64_t i = 0; i < ns; ++i) has[g[i] ? 1 : 0] = true;
+    if (!has[0] || (replay_ppm > 0 && !has[1])) throw std::invalid_argument("blend: a group that gets positions has no source");
+    const double* w = cptr_of<double>(weights, "weights");
+    int64_t* c = ptr_of<int64_t>(counts, "counts");
+    if (is(source_out, 'u', 1)) {
+        blend_dispatch_draw(start, replay_ppm, g, w, c, ns, ptr_of<uint8_t>(source_out, "source_out"), draw_out, count);
+    } else if (is(source_out, 'u', 2)) {
+        blend_dispatch_draw(start, replay_ppm, g, w, c, ns, ptr_of<uint16_t>(source_out, "source_out"), draw_out, count);
+    } else {
+        throw std::invalid_argument("blend: source_out must be uint8 or uint16");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// gather(tokens, pointers, sizes, doc_perm, key, doc, offset, out): out = the len(out) tokens that start
+// at `offset` in document position `doc` (the order sample_index walks), cast to int64. doc_perm is the
+// source's stored permutation (slot -> document id), int32 or int64.
+template <typename T, typename P>
+__attribute__((flatten)) void gather_impl(const T* tokens, int64_t num_tokens, const int64_t* pointers, const int32_t* sizes, const P* perm,
+                 uint64_t n, uint64_t key, int64_t d, int64_t o, int64_t* out, int64_t count) {
+    neox_cpt::EpochOrder order(n, key);
+    int64_t filled = 0;
+    while (filled < count) {
+        const int64_t doc = static_cast<int64_t>(perm[order(static_cast<uint64_t>(d))]);
+        const int64_t len = sizes[doc];
+        if (o < len) {
+            int64_t take = len - o;
+            if (take > count - filled) take = count - filled;
+            const int64_t first = pointers[doc] / static_cast<int64_t>(sizeof(T)) + o;
+            if (first < 0 || first + take > num_tokens) throw std::out_of_range("gather: document outside .bin");
+            for (int64_t t = 0; t < take; ++t) out[filled + t] = static_cast<int64_t>(tokens[first + t]);
+            filled += take;
+            o = 0;
+        } else {
+            o -= len;
+        }
+        ++d;
+    }
+}
+
+template <typename P>
+void gather_tokens(const py::array& tokens, const int64_t* p, const int32_t* s, const P* perm, uint64_t n, uint64_t key,
+                   int64_t doc, int64_t offset, int64_t* o, int64_t count) {
+    const int64_t nt = tokens.size();
+    const char k = tokens.dtype().kind();
+    const auto sz = tokens.itemsize();
+    const void* data = tokens.data();
+    py::gil_scoped_release release;
+    if (k == 'u' && sz == 2) gather_impl(static_cast<const uint16_t*>(data), nt, p, s, perm, n, key, doc, offset, o, count);
+    else if (k == 'i' && sz == 4) gather_impl(static_cast<const int32_t*>(data), nt, p, s, perm, n, key, doc, offset, o, count);
+    else if (k == 'u' && sz == 1) gather_impl(static_cast<const uint8_t*>(data), nt, p, s, perm, n, key, doc, offset, o, count);
+    else if (k == 'i' && sz == 1) gather_impl(static_cast<const int8_t*>(data), nt, p, s, perm, n, key, doc, offset, o, count);
+    else if (k == 'i' && sz == 2) gather_impl(static_cast<const int16_t*>(data), nt, p, s, perm, n, key, doc, offset, o, count);
+    else if (k == 'i' && sz == 8) gather_impl(static_cast<const int64_t*>(data), nt, p, s, perm, n, key, doc, offset, o, count);
+    else throw std::invalid_argument("gather: tokens must be an integer array (uint8/int8/int16/uint16/int32/int64)");
+}
+
+void gather(const py::array& tokens, const py::array& pointers, const py::array& sizes, const py::array& doc_perm,
+            uint64_t key, int64_t doc, int64_t offset, py::array out) {
+    if (!is(pointers, 'i', 8) || !is(sizes, 'i', 4) || pointers.size() != sizes.size())
+        throw std::invalid_argument("gather: pointers int64[n] and sizes int32[n] required");
+    if (!is(out, 'i', 8)) throw std::invalid_argument("gather: out must be int64");
+    if (!(tokens.flags() & py::array::c_style)) throw std::invalid_argument("gather: tokens must be C-contiguous");
+    const uint64_t n = static_cast<uint64_t>(doc_perm.size());
+    if (n == 0 || doc < 0 || offset < 0) throw std::invalid_argument("gather: no documents or negative position");
+    const int64_t* p = cptr_of<int64_t>(pointers, "pointers");
+    const int32_t* s = cptr_of<int32_t>(sizes, "sizes");
+    int64_t* o = ptr_of<int64_t>(out, "out");
+    if (is(doc_perm, 'i', 4)) gather_tokens(tokens, p, s, cptr_of<int32_t>(doc_perm, "doc_perm"), n, key, doc, offset, o, out.size());
+    else if (is(doc_perm, 'i', 8)) gather_tokens(tokens, p, s, cptr_of<int64_t>(doc_perm, "doc_perm"), n, key, doc, offset, o, out.size());
+    else throw std::invalid_argument("gather: doc_perm must be int32 or int64");
+}
+
+}  // namespace
+
+void register_replay_kernels(py::module_& m) {
+    m.def("permute", &permute, py::arg("x"), py::arg("n"), py::arg("key"), py::arg("out"));
+    m.def("permute_range", &permute_range, py::arg("start"), py::arg("n"), py::arg("key"), py::arg("out"));
+    m.def("sample_index", &sample_index, py::arg("slot_sizes"), py::arg("key"), py::arg("seq_length"), py::arg("state"),
+          py::arg("doc_out"), py::arg("offset_out"));
+    m.def("blend", &blend, py::arg("start"), py::arg("replay_ppm"), py::arg("group"), py::arg("weights"),
+          py::arg("counts"), py::arg("source_out"), py::arg("draw_out"));
+    m.def("gather", &gather, py::arg("tokens"), py::arg("pointers"), py::arg("sizes"), py::arg("doc_perm"), py::arg("key"),
+          py::arg("doc"),
+          py::arg("offset"), py::arg("out"));
+}

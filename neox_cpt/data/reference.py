@@ -1,0 +1,167 @@
+"""NumPy reference implementations of the native kernels in ``csrc/replay_index.cpp``.
+
+Same arguments, same outputs (tests/data/test_kernels.py checks them byte for byte); used when the
+extension is not built (``NEOX_CPT_ALLOW_NO_NATIVE=1``) and as the readable statement of each
+algorithm. They are written for clarity on small inputs, not speed.
+
+    >>> import numpy as np
+    >>> out = np.empty(5, np.int64); permute_range(0, 5, key=7, out=out)
+    >>> sorted(out.tolist())
+    [0, 1, 2, 3, 4]
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+
+MASK64 = (1 << 64) - 1
+GOLDEN = 0x9E3779B97F4A7C15
+BLOCK_BITS = 12
+BLOCK = 1 << BLOCK_BITS
+
+
+def splitmix64(z: int) -> int:
+    """One splitmix64 step on a Python int (the key schedule of every permutation)."""
+    z = (z + GOLDEN) & MASK64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & MASK64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & MASK64
+    return z ^ (z >> 31)
+
+
+def _splitmix64_vec(z: np.ndarray) -> np.ndarray:
+    z = np.asarray(z, np.uint64) + np.uint64(GOLDEN)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+def epoch_key(key: int, epoch: int) -> int:
+    return splitmix64((key ^ ((epoch * 0xD1B54A32D192ED03) & MASK64)) & MASK64)
+
+
+class Permutation:
+    """Keyed bijection of [0, n): four add/multiply/xorshift rounds on [0, 2^b), cycle-walked into [0, n)."""
+
+    ROUNDS = 4
+
+    def __init__(self, n: int, key: int) -> None:
+        self.n = int(n)
+        b = 1
+        while b < 63 and (1 << b) < self.n:
+            b += 1
+        self.mask = (1 << b) - 1
+        self.shift = (b + 1) // 2
+        self.add, self.mul = [], []
+        z = int(key) & MASK64
+        for _ in range(self.ROUNDS):
+            z = splitmix64(z)
+            self.add.append(z & self.mask)
+            z = splitmix64(z)
+            self.mul.append(z | 1)
+
+    def _rounds(self, x: np.ndarray) -> np.ndarray:
+        mask = np.uint64(self.mask)
+        for a, m in zip(self.add, self.mul):
+            x = (x + np.uint64(a)) & mask
+            x = (x * np.uint64(m)) & mask
+            x = x ^ (x >> np.uint64(self.shift))
+        return x
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        x = self._rounds(np.array(x, dtype=np.uint64, ndmin=1))
+        todo = np.flatnonzero(x >= self.n)
+        while len(todo):  # cycle walking: re-map values that fell outside [0, n)
+            x[todo] = self._rounds(x[todo])
+            todo = todo[x[todo] >= self.n]
+        return x.astype(np.int64)
+
+
+def epoch_slots(n: int, key: int, positions: np.ndarray) -> np.ndarray:
+    """Slot (in the stored document permutation) of each document position (over epochs)."""
+    d = np.asarray(positions, np.int64)
+    out = np.empty(d.shape, np.int64)
+    nfull, tail = n >> BLOCK_BITS, n - ((n >> BLOCK_BITS) << BLOCK_BITS)
+    for e in np.unique(d // n).tolist():
+        sel = d // n == e
+        j = d[sel] - e * n
+        slot, i = j >> BLOCK_BITS, j & (BLOCK - 1)
+        ek = epoch_key(key, e)
+        res = np.empty(j.shape, np.int64)
+        full = slot < nfull
+        if full.any():
+            blk = Permutation(max(nfull, 1), ek)(slot[full]).astype(np.uint64)
+            h = _splitmix64_vec(np.uint64(ek) ^ ((blk + np.uint64(1)) * np.uint64(GOLDEN)))
+            a = (h & np.uint64(BLOCK - 1)) | np.uint64(1)
+            c = (h >> np.uint64(32)) & np.uint64(BLOCK - 1)
+            within = (a * i[full].astype(np.uint64) + c) & np.uint64(BLOCK - 1)
+            res[full] = (blk * np.uint64(BLOCK) + within).astype(np.int64)
+        if (~full).any():
+            c = splitmix64(ek ^ 0x2545F4914F6CDD1D) % tail
+            res[~full] = nfull * BLOCK + (i[~full] + c) % tail
+        out[sel] = res
+    return out
+
+
+def permute(x: np.ndarray, n: int, key: int, out: np.ndarray) -> None:
+    out[:] = Permutation(n, key)(x)
+
+
+def permute_range(start: int, n: int, key: int, out: np.ndarray) -> None:
+    if start + len(out) > n:
+        raise IndexError("permute_range: start + len(out) > n")
+    out[:] = Permutation(n, key)(np.arange(start, start + len(out), dtype=np.int64))
+
+
+def sample_index(slot_sizes: np.ndarray, key: int, seq_length: int, state: np.ndarray,
+                 doc_out: np.ndarray, offset_out: np.ndarray) -> None:
+    """Sample starts by prefix sums + searchsorted over the document lengths in walk order."""
+    count, n = len(doc_out), len(slot_sizes)
+    if count == 0:
+        return
+    d0, o0 = int(state[0]), int(state[1])
+    starts = o0 + np.arange(count, dtype=np.int64) * seq_length  # token offsets from the start of d0
+    lengths = np.zeros(0, np.int64)
+    while lengths.sum() <= starts[-1]:  # enough documents to contain the last start
+        more = max(64, len(lengths))
+        pos = np.arange(d0 + len(lengths), d0 + len(lengths) + more, dtype=np.int64)
+        lengths = np.concatenate([lengths, slot_sizes[epoch_slots(n, key, pos)].astype(np.int64)])
+    cum_end = np.cumsum(lengths)
+    k = np.searchsorted(cum_end, starts, side="right")
+    doc_out[:] = d0 + k
+    offset_out[:] = starts - (cum_end[k] - lengths[k])
+    state[0] = d0 + k[-1]
+    state[1] = int(offset_out[-1]) + seq_length
+
+
+def blend(start: int, replay_ppm: int, group: np.ndarray, weights: np.ndarray, counts: np.ndarray,
+          source_out: np.ndarray, draw_out: np.ndarray) -> None:
+    """Group by the floor rule, then the largest deficit ``w_i (p + 1) - c_i`` within the group."""
+    members = [[i for i in range(len(weights)) if not group[i]], [i for i in range(len(weights)) if group[i]]]
+    w = [float(x) for x in weights]
+    for k in range(len(source_out)):
+        p = start + k
+        g = 1 if (replay_ppm * (p + 1)) // 1_000_000 > (replay_ppm * p) // 1_000_000 else 0
+        clock = float(p + 1)
+        best = max(members[g], key=lambda i: (w[i] * clock - float(counts[i]), -i))
+        source_out[k] = best
+        draw_out[k] = counts[best]
+        counts[best] += 1
+
+
+def gather(tokens: np.ndarray, pointers: np.ndarray, sizes: np.ndarray, doc_perm: np.ndarray, key: int,
+           doc: int, offset: int, out: np.ndarray, itemsize: Optional[int] = None) -> None:
+    itemsize = itemsize or tokens.dtype.itemsize
+    n, filled, d, o = len(doc_perm), 0, int(doc), int(offset)
+    while filled < len(out):
+        doc_id = int(doc_perm[int(epoch_slots(n, key, np.array([d]))[0])])
+        length = int(sizes[doc_id])
+        if o < length:
+            take = min(length - o, len(out) - filled)
+            first = int(pointers[doc_id]) // itemsize + o
+            out[filled: filled + take] = tokens[first: first + take]
+            filled += take
+            o = 0
+        else:
+            o -= length
+        d += 1
