@@ -3,7 +3,7 @@
 Each subcommand lives in its own module exposing ``add_arguments(parser)`` and ``run(args) -> int``;
 the module is imported only when its subcommand runs, so ``neox-cpt schedule`` never imports torch.
 
-    $ neox-cpt schedule configs/405M_pretrain.yml --steps 0,50,100 --csv
+    $ neox-cpt schedule configs/schedules/405M_pretrain_cosine.yml --steps 0,50,100 --csv
 """
 from __future__ import annotations
 
@@ -55,6 +55,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = sub_parser.parse_args(rest)
     try:
         return int(module.run(args) or 0)
+    except BrokenPipeError:
+        # `neox-cpt schedule ... | head`: the reader went away; that is not an error.
+        sys.stderr.close()
+        return 0
     except (ValueError, FileNotFoundError, PermissionError) as exc:
         # Validation errors already name the key/file and the fix: show them without a traceback.
         if known.verbose:
