@@ -1,0 +1,30 @@
+"""Helpers shared by the benchmark's child processes: peak RSS and the random-read measurement."""
+from __future__ import annotations
+
+import resource
+import time
+from typing import Any, Callable, Dict
+
+import numpy as np
+
+
+def peak_rss_bytes() -> int:
+    """Peak resident set size of this process so far (Linux ru_maxrss is in KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def random_reads(get: Callable[[int], Any], num_samples: int, count: int, seed: int = 0) -> Dict[str, float]:
+    """Read ``count`` random samples twice; the second (warm, pages cached) pass is the figure.
+
+    The same seed gives both implementations the same positions to read.
+    """
+    idx = np.random.default_rng(seed).integers(0, num_samples, size=count)
+    t0 = time.perf_counter()
+    for i in idx:
+        get(int(i))
+    cold = count / (time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    for i in idx:
+        get(int(i))
+    warm = count / (time.perf_counter() - t0)
+    return {"first_pass_reads_per_s": cold, "warm_reads_per_s": warm, "reads": count}

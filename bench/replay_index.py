@@ -1,0 +1,157 @@
+"""Replay-index benchmark: neox-cpt vs megatron-core 0.16.1, side by side on the same synthetic data.
+
+Builds the synthetic datasets of /work/shared/ANCHORS.md once (cached in bench/.data/), then runs each
+implementation in its own child process: cold index build (time, peak RSS), warm reopen, random reads;
+then the blend step alone for 2 and 10 sources. Prints both figures and the ratios.
+
+    $ python bench/replay_index.py                  # the full plan: 146M samples (minutes, ~8 GB RAM)
+    $ python bench/replay_index.py --scale 0.05     # 5% of the samples, same data
+    $ python bench/replay_index.py --scaling 10e6,50e6,146e6,500e6 --impl neox-cpt
+
+Peak RSS is the child's own high-water mark (VmHWM) at the end of the build, including the interpreter
+and imports (torch + megatron-core ~ 0.35 GB; numpy + neox-cpt ~ 0.03 GB); "anon" is the peak of
+anonymous memory sampled every 10 ms (memory-mapped file pages excluded).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Dict, List, Optional
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from synth import DATA_ROOT, ensure_data  # noqa: E402
+
+PLAN_SAMPLES = 146_000_000
+WEIGHTS = (0.95, 0.05)
+CHILDREN = {"megatron": HERE / "run_megatron.py", "neox-cpt": HERE / "run_neox_cpt.py"}
+
+
+def _proc_status(pid: int) -> Optional[Dict[str, int]]:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            out = {}
+            for line in f:
+                key, _, rest = line.partition(":")
+                if key in ("VmRSS", "RssAnon", "RssFile", "VmHWM"):
+                    out[key] = int(rest.split()[0]) * 1024
+            return out
+    except (FileNotFoundError, ProcessLookupError, ValueError):
+        return None
+
+
+def run_child(script: Path, args: List[str]) -> dict:
+    """Run one child; sample its memory every 10 ms; return its JSON result plus the memory samples."""
+    env = dict(os.environ, PYTHONWARNINGS="ignore", PYTHONPATH=str(HERE.parent))
+    proc = subprocess.Popen([sys.executable, str(script), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env)
+    samples = []
+
+    def poll():
+        while proc.poll() is None:
+            st = _proc_status(proc.pid)
+            if st:
+                samples.append((time.time(), st))
+            time.sleep(0.01)
+
+    poller = threading.Thread(target=poll, daemon=True)
+    poller.start()
+    out, err = proc.communicate()
+    poller.join()
+    if proc.returncode != 0:
+        raise RuntimeError(f"{script.name} failed ({proc.returncode}):\n{err[-4000:]}")
+    result = json.loads(out.strip().splitlines()[-1])
+    t0, t1 = result["build_window"]
+    window = [s for t, s in samples if t0 - 0.02 <= t <= t1 + 0.02]
+    result["peak_anon"] = max((s.get("RssAnon", 0) for s in window), default=0)
+    result["peak_file"] = max((s.get("RssFile", 0) for s in window), default=0)
+    return result
+
+
+def gb(x: float) -> str:
+    return f"{x / 1e9:.2f} GB" if x >= 1e8 else f"{x / 1e6:.0f} MB"
+
+
+def machine() -> str:
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "?")
+    return f"{os.cpu_count()} CPUs ({cpu}), {mem / 2**30:.1f} GiB RAM, {platform.system()} {platform.release()}"
+
+
+def run_plan(prefixes: dict, num_samples: int, impls: List[str], reads: int, tag: str) -> Dict[str, dict]:
+    results = {}
+    for impl in impls:
+        cache = DATA_ROOT / "cache" / f"{impl}-{tag}"
+        args = ["--prefixes", f"{prefixes['new']},{prefixes['old']}", "--weights", ",".join(map(str, WEIGHTS)),
+                "--num-samples", str(num_samples), "--cache-dir", str(cache), "--reads", str(reads)]
+        print(f"[{impl}] {num_samples:,} samples ...", flush=True)
+        results[impl] = r = run_child(CHILDREN[impl], args)
+        print(f"[{impl}] build {r['build_s']:.2f}s | peak RSS {gb(r['peak_rss'])} (anon {gb(r['peak_anon'])}) | "
+              f"reopen {r['reopen_s'] * 1e3:.0f} ms | warm reads {r['warm_reads_per_s']:,.0f}/s | "
+              f"index files {gb(r['cache_bytes'])}", flush=True)
+    return results
+
+
+def print_comparison(res: Dict[str, dict]) -> None:
+    if not {"megatron", "neox-cpt"} <= set(res):
+        return
+    m, n = res["megatron"], res["neox-cpt"]
+    rows = [("cold build (s)", m["build_s"], n["build_s"], "{:.2f}"),
+            ("peak RSS (GB)", m["peak_rss"] / 1e9, n["peak_rss"] / 1e9, "{:.3f}"),
+            ("peak anon RSS (GB)", m["peak_anon"] / 1e9, n["peak_anon"] / 1e9, "{:.3f}"),
+            ("reopen from cache (ms)", m["reopen_s"] * 1e3, n["reopen_s"] * 1e3, "{:.1f}"),
+            ("warm random reads (/s)", m["warm_reads_per_s"], n["warm_reads_per_s"], "{:,.0f}"),
+            ("index files (GB)", m["cache_bytes"] / 1e9, n["cache_bytes"] / 1e9, "{:.2f}")]
+    print(f"\n| | megatron-core 0.16.1 | neox-cpt | megatron / neox-cpt |\n|---|---|---|---|")
+    for name, a, b, fmt in rows:
+        print(f"| {name} | {fmt.format(a)} | {fmt.format(b)} | {a / b if b else float('inf'):.1f}× |")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--scale", type=float, default=1.0, help="fraction of the plan's 146M samples")
+    ap.add_argument("--data-scale", type=float, default=1.0, help="fraction of the synthetic data (dev runs)")
+    ap.add_argument("--impl", choices=["both", "megatron", "neox-cpt"], default="both")
+    ap.add_argument("--reads", type=int, default=20000, help="random samples read (twice) per implementation")
+    ap.add_argument("--no-blend", dest="blend", action="store_false", help="skip the blend-alone timing")
+    ap.add_argument("--scaling", default=None, help="comma-separated sample counts for a build-time sweep")
+    ap.add_argument("--json-out", default=None, help="also write all results to this JSON file")
+    args = ap.parse_args()
+
+    impls = ["megatron", "neox-cpt"] if args.impl == "both" else [args.impl]
+    print(f"machine: {machine()}\npython {platform.python_version()}, command: {' '.join(sys.argv)}", flush=True)
+    prefixes = ensure_data(args.data_scale)
+    report: dict = {"machine": machine(), "argv": sys.argv, "data": prefixes}
+    if args.scaling:
+        report["scaling"] = {}
+        for n in [int(float(x)) for x in args.scaling.split(",")]:
+            res = run_plan(prefixes, n, impls, reads=1000, tag="scaling")
+            report["scaling"][n] = res
+        print("\n| samples | " + " | ".join(f"{i} build (s) | {i} peak RSS" for i in impls) + " |")
+        print("|---|" + "---|---|" * len(impls))
+        for n, res in report["scaling"].items():
+            print(f"| {n:,} | " + " | ".join(f"{res[i]['build_s']:.2f} | {gb(res[i]['peak_rss'])}" for i in impls) + " |")
+    else:
+        num_samples = max(1, round(PLAN_SAMPLES * args.scale))
+        report["plan"] = run_plan(prefixes, num_samples, impls, args.reads, tag=f"plan-{args.scale:g}")
+        print_comparison(report["plan"])
+        if args.blend:
+            blend_args = ["--num-samples", str(num_samples), "--impl", args.impl]
+            env = dict(os.environ, PYTHONWARNINGS="ignore", PYTHONPATH=str(HERE.parent))
+            out = subprocess.run([sys.executable, str(HERE / "run_blend.py"), *blend_args], env=env,
+                                 capture_output=True, text=True, check=True).stdout
+            report["blend"] = json.loads(out.strip().splitlines()[-1])
+            print("\nblend alone (s):", json.dumps(report["blend"]))
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps(report, indent=1, default=str))
+
+
+if __name__ == "__main__":
+    main()
