@@ -65,12 +65,8 @@ def main() -> None:
     reopen_s = time.perf_counter() - t0
     assert len(ds) == args.num_samples, (len(ds), args.num_samples)
 
-    realised = None
-    try:
-        desc = json.loads((index_dir / "description.json").read_text()) if (index_dir / "description.json").is_file() else None
-        realised = desc.get("realised") if isinstance(desc, dict) else None
-    except (OSError, ValueError):
-        pass
+    counts = json.loads((index_dir / "counts.json").read_text())
+    realised = [src["samples"] for src in counts["sources"]]
     reads = random_reads(lambda i: ds[i]["text"], len(ds), args.reads)
     cache_bytes = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(args.cache_dir) for f in fs)
     print(json.dumps({
