@@ -1,0 +1,80 @@
+"""The plugin's only doorway to the schedules core (owner A) and the replay index (owner B).
+
+Everything the NeoX adapter needs from the pure core goes through these few functions, so the plugin
+has one implementation of each idea (the schedule math, the index) and one place to follow an API change.
+
+    >>> cfg = {"cpt_lr_schedule": "cosine", "cpt_lr_max": 3e-4, "cpt_stage_iters": 1000}
+    >>> stage_iters(cfg), schedule_for(cfg).lr_at(1000)
+    (1000, 3e-05)
+    >>> uses_schedule(cfg), uses_replay(cfg), uses_stage(cfg)
+    (True, False, False)
+"""
+import logging
+from typing import Any, Mapping
+
+logger = logging.getLogger(__name__)
+
+DATA_KEY_PREFIXES = ("cpt_replay", "cpt_train_data", "cpt_valid_data", "cpt_new_data", "cpt_seen", "cpt_index")
+
+
+def uses_stage(cfg: Mapping[str, Any]) -> bool:
+    return cfg.get("cpt_init_checkpoint") is not None
+
+
+def uses_schedule(cfg: Mapping[str, Any]) -> bool:
+    """The plugin's scheduler replaces AnnealingLR in a stage or when any schedule key is set."""
+    from neox_cpt.schedules.config import SCHEDULE_KEYS
+
+    return uses_stage(cfg) or any(cfg.get(k) is not None for k in SCHEDULE_KEYS)
+
+
+def uses_replay(cfg: Mapping[str, Any]) -> bool:
+    """The replay blend replaces NeoX's datasets when any data key of the replay index is set."""
+    return any(k.startswith(DATA_KEY_PREFIXES) and v not in (None, False) for k, v in cfg.items())
+
+
+def schedule_for(cfg: Mapping[str, Any]):
+    from neox_cpt.schedules.config import schedule_from_config
+
+    return schedule_from_config(cfg)
+
+
+def stage_iters(cfg: Mapping[str, Any]) -> int:
+    """The stage length in iterations, as the schedule resolves it (cpt_stage_iters/_tokens, train_iters)."""
+    from neox_cpt.schedules.config import read_schedule_config
+
+    return read_schedule_config(cfg).stage_steps
+
+
+def validate(cfg: Mapping[str, Any]) -> None:
+    """Each owner's validation function on the whole mapping (they ignore keys they do not own)."""
+    if uses_schedule(cfg):
+        from neox_cpt.schedules.config import validate_schedule_config
+
+        validate_schedule_config(cfg)
+    if uses_replay(cfg):
+        replay_spec(cfg, num_samples=None)
+
+
+def replay_spec(cfg: Mapping[str, Any], num_samples):
+    from neox_cpt.data.spec import replay_spec_from_config
+
+    return replay_spec_from_config(cfg, num_samples=num_samples)
+
+
+def build_replay_index(spec, cache_dir, is_builder: bool, barrier):
+    from neox_cpt.data.cache import build_index_distributed
+
+    return build_index_distributed(spec, cache_dir, is_builder=is_builder, barrier=barrier)
+
+
+def replay_dataset(index_dir, start_sample: int = 0):
+    from neox_cpt.data.dataset import ReplayDataset
+
+    return ReplayDataset(index_dir, start_sample=start_sample)
+
+
+def source_dataset(prefix: str, seq_length: int, num_samples: int, seed: int, cache_dir):
+    from neox_cpt.data.dataset import SourceDataset
+
+    return SourceDataset(prefix, seq_length, num_samples, seed, cache_dir)

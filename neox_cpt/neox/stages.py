@@ -1,0 +1,110 @@
+"""Stage start vs. resume, decided from the checkpoint directories alone (stdlib only).
+
+A stage YAML names the checkpoint it starts from (``cpt_init_checkpoint``) and where it saves (``save``).
+Every checkpoint the stage writes gets a sidecar ``<save>/global_stepN/neox_cpt_stage.json`` (written
+*before* DeepSpeed writes ``latest``), so relaunching the same YAML and command resumes when
+``<save>/latest`` names a checkpoint whose sidecar carries this ``cpt_stage_name``, and starts the stage
+from ``cpt_init_checkpoint`` otherwise. NeoX's tag convention is ``global_step{iteration}``
+(checkpointing.py:154) and ``latest`` holds the newest tag (DeepSpeed).
+
+    >>> import tempfile, pathlib
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> (d / "d0" / "global_step100").mkdir(parents=True); _ = (d / "d0" / "latest").write_text("global_step100")
+    >>> resolve_checkpoint(str(d / "d0"), "cpt_init_checkpoint")
+    CheckpointRef(load_dir='...d0', tag='global_step100', iteration=100)
+    >>> decide(str(d / "d1"), "d1", str(d / "d0")).mode
+    'start'
+"""
+import json
+import os
+import re
+from typing import Any, Dict, NamedTuple, Optional
+
+SIDECAR = "neox_cpt_stage.json"
+_TAG = re.compile(r"^global_step(\d+)$")
+
+
+class CheckpointRef(NamedTuple):
+    load_dir: str
+    """The directory NeoX's ``load`` must point at (holds ``latest`` and the tag directories)."""
+    tag: str
+    """``global_stepN``."""
+    iteration: int
+    """N, the global iteration stored in the checkpoint (the stage's start iteration on a first launch)."""
+
+    def __repr__(self) -> str:  # short, for doctests and logs
+        return f"CheckpointRef(load_dir='...{os.path.basename(self.load_dir)}', tag={self.tag!r}, " \
+               f"iteration={self.iteration})"
+
+
+class Decision(NamedTuple):
+    mode: str
+    """'start' (first launch: load cpt_init_checkpoint) or 'resume' (load this stage's own checkpoint)."""
+    checkpoint: Optional[CheckpointRef]
+    sidecar: Optional[Dict[str, Any]]
+
+
+def latest_tag(load_dir: str) -> Optional[str]:
+    path = os.path.join(load_dir, "latest")
+    if not os.path.isfile(path):
+        return None
+    with open(path) as f:
+        return f.read().strip() or None
+
+
+def _iteration_of(tag: str, key: str, path: str) -> int:
+    match = _TAG.match(tag)
+    if not match:
+        raise ValueError(f"{key}: {path!r} names checkpoint tag {tag!r}, not NeoX's global_stepN; point it at a "
+                         "NeoX save directory or one of its global_stepN directories")
+    return int(match.group(1))
+
+
+def resolve_checkpoint(path: str, key: str = "cpt_init_checkpoint") -> CheckpointRef:
+    """A NeoX save directory (uses its ``latest``) or a ``.../global_stepN`` directory -> where/what to load."""
+    path = os.path.abspath(os.path.expanduser(path))
+    if not os.path.isdir(path):
+        raise FileNotFoundError(f"{key}: {path!r} does not exist; point it at the previous stage's save directory "
+                                "(or one of its global_stepN directories)")
+    tag = latest_tag(path)
+    if tag is not None:
+        if not os.path.isdir(os.path.join(path, tag)):
+            raise FileNotFoundError(f"{key}: {path}/latest names {tag!r}, which is missing; fix `latest` or point "
+                                    f"{key} at an existing global_stepN directory")
+        return CheckpointRef(path, tag, _iteration_of(tag, key, path))
+    base = os.path.basename(path.rstrip("/"))
+    if _TAG.match(base):
+        return CheckpointRef(os.path.dirname(path), base, _iteration_of(base, key, path))
+    raise FileNotFoundError(f"{key}: {path!r} has no `latest` file and is not a global_stepN directory; point it "
+                            "at a NeoX save directory with a finished checkpoint")
+
+
+def read_sidecar(load_dir: str, tag: str) -> Optional[Dict[str, Any]]:
+    path = os.path.join(load_dir, tag, SIDECAR)
+    if not os.path.isfile(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
+def decide(save_dir: str, stage_name: str, init_checkpoint: str) -> Decision:
+    """Resume iff ``<save>/latest`` is a checkpoint of stage ``stage_name``; else start from the init checkpoint."""
+    save_dir = os.path.abspath(os.path.expanduser(save_dir))
+    tag = latest_tag(save_dir)
+    if tag is not None:
+        sidecar = read_sidecar(save_dir, tag)
+        if sidecar is not None and sidecar.get("stage_name") == stage_name:
+            return Decision("resume", CheckpointRef(save_dir, tag, _iteration_of(tag, "save", save_dir)), sidecar)
+    return Decision("start", resolve_checkpoint(init_checkpoint), None)
+
+
+def write_sidecar(save_dir: str, iteration: int, record: Dict[str, Any]) -> str:
+    """Write ``<save>/global_step{iteration}/neox_cpt_stage.json`` atomically; returns its path."""
+    directory = os.path.join(save_dir, f"global_step{iteration}")
+    os.makedirs(directory, exist_ok=True)
+    path = os.path.join(directory, SIDECAR)
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(dict(record, iteration=iteration), f, indent=1, sort_keys=True)
+    os.replace(tmp, path)
+    return path

@@ -1,0 +1,1 @@
+from .arguments import NeoXArgs  # noqa: F401  (megatron/neox_arguments/__init__.py:52)
