@@ -1,0 +1,121 @@
+"""Native kernels (csrc/replay_index.cpp) against their NumPy references (neox_cpt/data/reference.py)."""
+import numpy as np
+import pytest
+
+from neox_cpt.data import reference as ref
+from neox_cpt.native import NATIVE
+
+native = pytest.mark.skipif(NATIVE is None, reason="neox_cpt._native not built")
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 7, 64, 1000, 4097, 12345])
+def test_permutation_is_a_bijection_and_native_matches(n):
+    out = np.empty(n, np.int64)
+    ref.permute_range(0, n, 99, out)
+    assert sorted(out.tolist()) == list(range(n))
+    if NATIVE is not None:
+        nat = np.empty(n, np.int64)
+        NATIVE.permute_range(0, n, 99, nat)
+        assert np.array_equal(nat, out)
+        nat32 = np.empty(n - n // 2, np.int32)
+        NATIVE.permute_range(n // 2, n, 99, nat32)
+        assert np.array_equal(nat32, out[n // 2:])
+        x = np.arange(n, dtype=np.int64)[::-1].copy()
+        NATIVE.permute(x, n, 99, nat)
+        assert np.array_equal(nat, out[::-1])
+
+
+def test_permutation_depends_on_key_and_looks_shuffled():
+    a, b = np.empty(1000, np.int64), np.empty(1000, np.int64)
+    ref.permute_range(0, 1000, 1, a)
+    ref.permute_range(0, 1000, 2, b)
+    assert not np.array_equal(a, b)
+    assert abs(np.corrcoef(np.arange(1000), a)[0, 1]) < 0.1  # no visible trend
+
+
+@pytest.mark.parametrize("n", [5, 4096, 4096 * 3 + 17])
+def test_epoch_order_visits_every_slot_once_per_epoch_in_a_new_order(n):
+    slots = ref.epoch_slots(n, 1234, np.arange(3 * n))
+    for e in range(3):
+        assert sorted(slots[e * n:(e + 1) * n].tolist()) == list(range(n))
+    if n > 5:
+        assert not np.array_equal(slots[:n], slots[n:2 * n])
+
+
+@native
+@pytest.mark.parametrize("n_docs,seq,chunks,doc_dtype", [
+    (1, 4, [3, 5], np.int64), (7, 5, [10, 1, 20], np.int32), (5000, 64, [700, 1300, 1], np.int32),
+    (4100, 3, [4000, 4000], np.int64)])
+def test_sample_index_native_equals_numpy(n_docs, seq, chunks, doc_dtype):
+    sizes = np.random.default_rng(n_docs).integers(0, 40, n_docs).astype(np.int32)
+    sizes[0] = max(sizes[0], 1)
+    outs = []
+    for impl in (NATIVE, ref):
+        state = np.zeros(2, np.int64)
+        docs, offs = [], []
+        for m in chunks:
+            d, o = np.empty(m, doc_dtype), np.empty(m, np.int32)
+            impl.sample_index(sizes, 77, seq, state, d, o)
+            docs.append(d)
+            offs.append(o)
+        outs.append((np.concatenate(docs), np.concatenate(offs)))
+    assert np.array_equal(outs[0][0], outs[1][0]) and np.array_equal(outs[0][1], outs[1][1])
+
+
+def test_sample_index_worked_example():
+    # One epoch of 3 documents (sizes in walk order 4, 0, 6, then the next epoch's order), seq_length 3:
+    # sample j starts at token 3 j of the concatenation.
+    sizes = np.array([4, 0, 6], np.int32)
+    order = ref.epoch_slots(3, 5, np.arange(6))
+    walk = sizes[order]
+    cum = np.concatenate([[0], np.cumsum(walk)])
+    state = np.zeros(2, np.int64)
+    d, o = np.empty(5, np.int64), np.empty(5, np.int32)
+    ref.sample_index(sizes, 5, 3, state, d, o)
+    for j in range(5):
+        t = 3 * j
+        expect_d = int(np.searchsorted(cum, t, side="right") - 1)
+        while walk[expect_d] == 0:
+            expect_d += 1
+        assert (d[j], o[j]) == (expect_d, t - cum[expect_d])
+
+
+@native
+@pytest.mark.parametrize("n_sources,ppm", [(2, 50_000), (3, 0), (5, 333_333), (300, 250_000)])
+def test_blend_native_equals_numpy(n_sources, ppm):
+    rng = np.random.default_rng(n_sources)
+    group = (np.arange(n_sources) % 2).astype(np.int8) if ppm else np.zeros(n_sources, np.int8)
+    w = rng.random(n_sources)
+    for g in (0, 1):
+        m = group == g
+        if m.any():
+            w[m] = w[m] / w[m].sum() * (ppm / 1e6 if g else 1 - ppm / 1e6)
+    src_dtype = np.uint16 if n_sources > 256 else np.uint8
+    results = []
+    for impl in (NATIVE, ref):
+        counts = np.zeros(n_sources, np.int64)
+        parts = []
+        for start, m in ((0, 1000), (1000, 37), (1037, 2000)):
+            s, k = np.empty(m, src_dtype), np.empty(m, np.int64 if n_sources == 5 else np.int32)
+            impl.blend(start, ppm, group, w, counts, s, k)
+            parts.append((s, k))
+        results.append((np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]), counts))
+    for a, b in zip(*results):
+        assert np.array_equal(a, b)
+
+
+@native
+@pytest.mark.parametrize("dtype", [np.uint16, np.int32, np.uint8, np.int64])
+def test_gather_native_equals_numpy(dtype):
+    rng = np.random.default_rng(3)
+    sizes = rng.integers(0, 9, 50).astype(np.int32)
+    sizes[0] = 5
+    pointers = np.concatenate([[0], np.cumsum(sizes[:-1])]).astype(np.int64) * np.dtype(dtype).itemsize
+    tokens = rng.integers(0, 200, int(sizes.sum())).astype(dtype)
+    perm = np.empty(50, np.int32)
+    ref.permute_range(0, 50, 4, perm)
+    for doc, off, length in ((0, 0, 17), (3, 2, 40), (120, 0, 9)):
+        a, b = np.empty(length, np.int64), np.empty(length, np.int64)
+        NATIVE.gather(tokens, pointers, sizes, perm, 11, doc, off, a)
+        ref.gather(tokens, pointers, sizes, perm, 11, doc, off, b)
+        assert np.array_equal(a, b)
