@@ -115,7 +115,7 @@ def test_writer_replaces_atomically_and_identity_changes(tmp_path):
     w.finalize()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d.bin", "d.idx"]
     new = IndexedDataset(prefix).identity()
-    assert new["idx_blake2b"] != ident["idx_blake2b"]
+    assert new["idx_sha256"] != ident["idx_sha256"]
     # Same .idx bytes but a rewritten .bin still changes the identity (size or mtime).
     _write(tmp_path / "d", [[1, 2, 3]])
     assert IndexedDataset(prefix).identity() != new
