@@ -100,18 +100,39 @@ def run_plan(prefixes: dict, num_samples: int, impls: List[str], reads: int, tag
 
 
 def print_comparison(res: Dict[str, dict]) -> None:
+    """Both figures and the ratio, oriented so that > 1x means neox-cpt is better."""
     if not {"megatron", "neox-cpt"} <= set(res):
         return
     m, n = res["megatron"], res["neox-cpt"]
-    rows = [("cold build (s)", m["build_s"], n["build_s"], "{:.2f}"),
-            ("peak RSS (GB)", m["peak_rss"] / 1e9, n["peak_rss"] / 1e9, "{:.3f}"),
-            ("peak anon RSS (GB)", m["peak_anon"] / 1e9, n["peak_anon"] / 1e9, "{:.3f}"),
-            ("reopen from cache (ms)", m["reopen_s"] * 1e3, n["reopen_s"] * 1e3, "{:.1f}"),
-            ("warm random reads (/s)", m["warm_reads_per_s"], n["warm_reads_per_s"], "{:,.0f}"),
-            ("index files (GB)", m["cache_bytes"] / 1e9, n["cache_bytes"] / 1e9, "{:.2f}")]
-    print(f"\n| | megatron-core 0.16.1 | neox-cpt | megatron / neox-cpt |\n|---|---|---|---|")
-    for name, a, b, fmt in rows:
-        print(f"| {name} | {fmt.format(a)} | {fmt.format(b)} | {a / b if b else float('inf'):.1f}× |")
+    rows = [("cold build (s)", m["build_s"], n["build_s"], "{:.2f}", False),
+            ("peak RSS (GB)", m["peak_rss"] / 1e9, n["peak_rss"] / 1e9, "{:.3f}", False),
+            ("peak anonymous RSS (GB)", m["peak_anon"] / 1e9, n["peak_anon"] / 1e9, "{:.3f}", False),
+            ("reopen from cache (ms)", m["reopen_s"] * 1e3, n["reopen_s"] * 1e3, "{:.0f}", False),
+            ("warm random reads (samples/s)", m["warm_reads_per_s"], n["warm_reads_per_s"], "{:,.0f}", True),
+            ("first-pass random reads (samples/s)", m["first_pass_reads_per_s"], n["first_pass_reads_per_s"],
+             "{:,.0f}", True),
+            ("index files (GB)", m["cache_bytes"] / 1e9, n["cache_bytes"] / 1e9, "{:.2f}", False)]
+    print("\n| | megatron-core 0.16.1 | neox-cpt | neox-cpt better by |\n|---|---|---|---|")
+    for name, a, b, fmt, higher_is_better in rows:
+        ratio = (b / a if a else float("inf")) if higher_is_better else (a / b if b else float("inf"))
+        print(f"| {name} | {fmt.format(a)} | {fmt.format(b)} | {ratio:.2f}x |")
+
+
+def print_targets(res: Dict[str, dict], blend: Optional[dict], scale: float) -> None:
+    """The issue's targets (stated for the full plan, scale 1)."""
+    n = res.get("neox-cpt")
+    if n is None:
+        return
+    lines = [f"cold build {n['build_s']:.2f}s <= 8 s: {n['build_s'] <= 8}",
+             f"peak RSS {n['peak_rss'] / 2**20:.0f} MiB <= 512 MiB: {n['peak_rss'] <= 512 * 2**20}"]
+    if "megatron" in res:
+        m = res["megatron"]
+        lines.append(f"warm reads {n['warm_reads_per_s']:,.0f}/s >= megatron-core {m['warm_reads_per_s']:,.0f}/s: "
+                     f"{n['warm_reads_per_s'] >= m['warm_reads_per_s']}")
+    if blend and "neox-cpt 2 sources" in blend:
+        two, ten = blend["neox-cpt 2 sources"], blend["neox-cpt 10 sources"]
+        lines.append(f"10-source blend {ten:.2f}s <= 2 x 2-source {two:.2f}s: {ten <= 2 * two}")
+    print(f"\ntargets (scale {scale:g}; stated for scale 1):\n  " + "\n  ".join(lines))
 
 
 def main() -> None:
@@ -148,7 +169,8 @@ def main() -> None:
             out = subprocess.run([sys.executable, str(HERE / "run_blend.py"), *blend_args], env=env,
                                  capture_output=True, text=True, check=True).stdout
             report["blend"] = json.loads(out.strip().splitlines()[-1])
-            print("\nblend alone (s):", json.dumps(report["blend"]))
+            print("\nblend alone (s): " + ", ".join(f"{k} {v:.2f}" for k, v in report["blend"].items()))
+        print_targets(report["plan"], report.get("blend"), args.scale)
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(report, indent=1, default=str))
 
