@@ -52,11 +52,6 @@ def stage_length(neox_args: Any) -> int:
     return getattr(neox_args, "_cpt_stage_iters", None) or neox_args.train_iters
 
 
-def cache_dir_of(cfg: Dict[str, Any]) -> str:
-    return (cfg.get("cpt_index_cache_dir") or cfg.get("cpt_cache_dir")
-            or os.path.join(cfg.get("save") or ".", "neox_cpt_index"))
-
-
 def _is_loader_rank(neox_args: Any) -> bool:
     """TP rank 0 of the first/last pipeline stage (data_utils.py:530-541)."""
     from megatron import mpu
@@ -89,7 +84,7 @@ def build_replay_loaders(neox_args: Any, cfg: Dict[str, Any]) -> Dict[str, Any]:
     num_iters = stage_length(neox_args)
     num_samples = num_iters * neox_args.train_batch_size
     spec = integration.replay_spec(cfg, num_samples=num_samples)
-    cache_dir = cache_dir_of(cfg)
+    cache_dir = integration.cache_dir(cfg)
     index_dir = integration.build_replay_index(spec, cache_dir, is_builder=dist.get_rank() == 0,
                                                barrier=dist.barrier)
     neox_args._cpt_index_dir = str(index_dir)
@@ -137,7 +132,7 @@ def wrap_build_loaders(stock: Callable) -> Callable:
                 loaders = stock(neox_args)  # NeoX's datasets, sized to the stage
             if valid_sources(cfg):  # per-source validation instead of NeoX's blended one
                 loaders["valid"] = build_valid_loaders(neox_args, cfg, neox_args._cpt_stage_iters,
-                                                       cache_dir_of(cfg), _is_loader_rank(neox_args))
+                                                       integration.cache_dir(cfg), _is_loader_rank(neox_args))
             return loaders
         return stock(neox_args)
 

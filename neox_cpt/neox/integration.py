@@ -14,7 +14,9 @@ from typing import Any, Mapping
 
 logger = logging.getLogger(__name__)
 
-DATA_KEY_PREFIXES = ("cpt_replay", "cpt_train_data", "cpt_valid_data", "cpt_new_data", "cpt_seen", "cpt_index")
+# Keys that switch the training data to the replay index (the other data keys only tune it).
+REPLAY_TRIGGERS = ("cpt_train_data_paths", "cpt_replay_data_paths", "cpt_replay_index_paths", "cpt_replay_frac",
+                   "cpt_replay_seen_only")
 
 
 def uses_stage(cfg: Mapping[str, Any]) -> bool:
@@ -30,7 +32,7 @@ def uses_schedule(cfg: Mapping[str, Any]) -> bool:
 
 def uses_replay(cfg: Mapping[str, Any]) -> bool:
     """The replay blend replaces NeoX's datasets when any data key of the replay index is set."""
-    return any(k.startswith(DATA_KEY_PREFIXES) and v not in (None, False) for k, v in cfg.items())
+    return any(cfg.get(k) not in (None, False) for k in REPLAY_TRIGGERS)
 
 
 def schedule_for(cfg: Mapping[str, Any]):
@@ -53,13 +55,26 @@ def validate(cfg: Mapping[str, Any]) -> None:
 
         validate_schedule_config(cfg)
     if uses_replay(cfg):
+        if seen_only_needs_consumed(cfg):  # the plugin fills it from cpt_init_checkpoint at launch
+            cfg = dict(cfg, cpt_replay_consumed_samples=[1] * len(cfg.get("cpt_replay_index_paths") or [1]))
         replay_spec(cfg, num_samples=None)
+
+
+def seen_only_needs_consumed(cfg: Mapping[str, Any]) -> bool:
+    return bool(cfg.get("cpt_replay_seen_only")) and not cfg.get("cpt_replay_consumed_samples") \
+        and uses_stage(cfg)
 
 
 def replay_spec(cfg: Mapping[str, Any], num_samples):
     from neox_cpt.data.spec import replay_spec_from_config
 
     return replay_spec_from_config(cfg, num_samples=num_samples)
+
+
+def cache_dir(cfg: Mapping[str, Any]) -> str:
+    from neox_cpt.data.spec import cache_dir_from_config
+
+    return cache_dir_from_config(cfg)
 
 
 def build_replay_index(spec, cache_dir, is_builder: bool, barrier):

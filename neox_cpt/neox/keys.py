@@ -69,6 +69,42 @@ KEY_MAPPINGS: Dict[str, Dict[str, Tuple[Any, Any]]] = {
         "cpt_anneal_start_iter": (int, None), "cpt_anneal_frac": (float, None), "cpt_anneal_iters": (int, None),
         "cpt_decay_shape": (str, None), "cpt_decay_frac": (float, None), "cpt_decay_iters": (int, None),
     },
+    "neox_cpt.neox.keys:DATA_KEY_DOCS": {
+        "cpt_train_data_paths": (list, None), "cpt_train_data_weights": (list, None),
+        "cpt_replay_data_paths": (list, None), "cpt_replay_data_weights": (list, None),
+        "cpt_replay_weighting": (str, None), "cpt_replay_frac": (float, None), "cpt_replay_seen_only": (bool, None),
+        "cpt_replay_index_paths": (list, None), "cpt_replay_consumed_samples": (list, None),
+        "cpt_replay_reshuffle": (bool, None), "cpt_replay_allow_cycling": (bool, None),
+        "cpt_valid_data_paths": (list, None), "cpt_index_cache_dir": (str, None), "cpt_data_parallel_size": (int, None),
+    },
+}
+
+# The replay index's keys (neox_cpt.data.spec.REPLAY_CONFIG_KEYS publishes the names only; meanings as in
+# docs/replay.md). A test checks this table and REPLAY_CONFIG_KEYS name the same keys.
+DATA_KEY_DOCS: Dict[str, str] = {
+    "cpt_train_data_paths": "New data of this stage: .bin/.idx prefixes (default: NeoX train_data_paths or "
+                            "data_path).",
+    "cpt_train_data_weights": "Share of each new source inside the new group (normalised); default: by tokens.",
+    "cpt_replay_data_paths": "Earlier data to replay: .bin/.idx prefixes, sampled afresh. With "
+                             "cpt_replay_seen_only: the data prefix each index refers to.",
+    "cpt_replay_data_weights": "Share of each replay source inside the replay group (normalised).",
+    "cpt_replay_weighting": "'given' (cpt_replay_data_weights) or 'tokens' (by each source's token count).",
+    "cpt_replay_frac": "Fraction of every batch drawn from the replay sources, in [0, 1) (paper: 0.05 weak shift, "
+                       "0.25 strong shift); replay replaces new tokens, the stage budget is unchanged.",
+    "cpt_replay_seen_only": "Replay only samples an earlier run actually consumed, from its index files "
+                            "(cpt_replay_index_paths) instead of fresh samples of the old data.",
+    "cpt_replay_index_paths": "Seen-only: each earlier stage's neox-cpt index directory, or a stock NeoX index "
+                              "prefix (..._indexmap_..._ac).",
+    "cpt_replay_consumed_samples": "Seen-only: samples each earlier run consumed (its iteration x "
+                                   "train_batch_size); the plugin fills it from cpt_init_checkpoint when unset.",
+    "cpt_replay_reshuffle": "Seen-only: replay the consumed samples in a fresh order (default true).",
+    "cpt_replay_allow_cycling": "Seen-only: allow drawing more replay samples than were consumed (reported).",
+    "cpt_valid_data_paths": "Validation sources, each evaluated and logged separately (default: NeoX "
+                            "valid_data_paths).",
+    "cpt_index_cache_dir": "Where replay indexes are built and found (default: neox_cpt_index/ next to the first "
+                           "new data prefix).",
+    "cpt_data_parallel_size": "Only for tools without NeoX (build-index): the data-parallel size that turns "
+                              "train_micro_batch_size_per_gpu x gradient_accumulation_steps into a global batch.",
 }
 
 

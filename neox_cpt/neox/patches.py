@@ -43,12 +43,27 @@ def prepare_stage(neox_args: Any) -> Dict[str, Any]:
         neox_args._cpt_stage_iters = integration.stage_iters(cfg)
         if getattr(neox_args, "load", None) is None:
             neox_args.load = neox_args.save  # setup_model_and_optimizer loads only if `load` is set (:1234)
+        if integration.seen_only_needs_consumed(cfg):
+            fill_consumed_samples(neox_args, cfg)
         cfg = config_of(neox_args)
     if not getattr(neox_args, "_cpt_announced", False) and (integration.uses_schedule(cfg)
                                                            or integration.uses_replay(cfg)):
         neox_args._cpt_announced = True
         _log_rank0(announcement(cfg))
     return cfg
+
+
+def fill_consumed_samples(neox_args: Any, cfg: Dict[str, Any]) -> None:
+    """Seen-only replay of the run that wrote cpt_init_checkpoint: it consumed iteration x batch samples."""
+    paths = cfg.get("cpt_replay_index_paths") or []
+    if len(paths) != 1:
+        raise ValueError(f"cpt_replay_consumed_samples: unset with {len(paths)} cpt_replay_index_paths; the plugin "
+                         "can only infer it for one index (the run that wrote cpt_init_checkpoint): list one "
+                         "count per index")
+    ref = stages.resolve_checkpoint(cfg["cpt_init_checkpoint"])
+    neox_args.cpt_replay_consumed_samples = [ref.iteration * neox_args.train_batch_size]
+    _log_rank0(f"neox-cpt: cpt_replay_consumed_samples = [{ref.iteration} x {neox_args.train_batch_size}] from "
+               f"{ref.load_dir}/{ref.tag} (same train_batch_size assumed; set the key if it differed)")
 
 
 def announcement(cfg: Dict[str, Any]) -> str:

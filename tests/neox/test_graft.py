@@ -91,3 +91,16 @@ def test_neox_type_check_applies_to_plugin_keys(standin):
 
 def test_as_mapping_drops_unset_values():
     assert as_mapping({"a": None, "b": 1}) == {"b": 1}
+
+
+def test_data_key_table_matches_the_replay_index_keys():
+    from neox_cpt.data.spec import REPLAY_CONFIG_KEYS
+
+    assert set(keys.DATA_KEY_DOCS) == set(REPLAY_CONFIG_KEYS)
+    assert set(keys.KEY_MAPPINGS["neox_cpt.neox.keys:DATA_KEY_DOCS"]) == set(REPLAY_CONFIG_KEYS)
+
+
+def test_schedule_key_table_matches_the_schedule_keys():
+    from neox_cpt.schedules.keys import SCHEDULE_KEYS
+
+    assert set(keys.KEY_MAPPINGS["neox_cpt.schedules.keys:SCHEDULE_KEYS"]) == set(SCHEDULE_KEYS)
