@@ -81,6 +81,8 @@ def _progress(progress: Union[bool, Progress, None]) -> Optional[Progress]:
     last = {"t": 0.0, "stage": None}
 
     def bar(stage: str, done: int, total: int) -> None:
+        if stage == "publish":
+            return
         now = time.monotonic()
         if stage == last["stage"] and done < total and now - last["t"] < 0.2:
             return
@@ -127,9 +129,12 @@ def build_index(spec: ReplayIndexSpec, cache_dir: PathLike, progress: Union[bool
             try:
                 description = dict(description, key=key)
                 t0 = time.monotonic()
-                build_into(tmp, spec, description, _progress(progress))
+                tick = _progress(progress) or (lambda stage, done, total: None)
+                build_into(tmp, spec, description, tick)
                 _fsync_dir(tmp)
+                tick("publish", 0, 1)
                 _publish(tmp, final)
+                tick("publish", 1, 1)
                 log.info("replay index %s: built %s in %.1f s", spec.name, final, time.monotonic() - t0)
             except BaseException:
                 shutil.rmtree(tmp, ignore_errors=True)

@@ -1,0 +1,39 @@
+"""``neox-cpt build-index``: build (or reuse) exactly the replay index a training run with this config uses.
+
+The key is computed from the same ``replay_spec_from_config`` the NeoX integration and the local trainer
+call, so prebuilding on a CPU node means the job finds the index and starts at once. Prints a progress
+bar and the requested vs realised share per source.
+
+    $ neox-cpt build-index configs/cpt_stage.yml --cache-dir /shared/neox_cpt_index
+"""
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("configs", nargs="+", metavar="CONFIG.yml", help="the stage's NeoX YAML file(s), merged")
+    parser.add_argument("--cache-dir", help="index cache directory (default: cpt_index_cache_dir of the config)")
+    parser.add_argument("--num-samples", type=int, help="override train_iters x train_batch_size")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    from neox_cpt.data.cache import build_index
+    from neox_cpt.data.dataset import SourceDataset
+    from neox_cpt.data.inspect import share_table
+    from neox_cpt.data.spec import cache_dir_from_config, replay_spec_from_config
+    from neox_cpt.schedules.loader import load_stage_config
+
+    cfg = load_stage_config(args.configs)
+    spec = replay_spec_from_config(cfg, num_samples=args.num_samples)
+    cache_dir = args.cache_dir or cache_dir_from_config(cfg)
+    path = build_index(spec, cache_dir, progress=not args.quiet)
+    print(f"index: {path}")
+    print(share_table(json.loads((path / "counts.json").read_text())))
+    valid = cfg.get("cpt_valid_data_paths") or []
+    for prefix in [valid] if isinstance(valid, str) else valid:
+        ds = SourceDataset(prefix, spec.seq_length, None, spec.seed, cache_dir)
+        print(f"validation index: {ds.index_dir} ({len(ds):,} samples of {prefix})")
+    return 0

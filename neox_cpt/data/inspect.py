@@ -1,0 +1,108 @@
+"""Summarise a built replay index and verify it against its description (``neox-cpt inspect-index``).
+
+    >>> # problems = verify_index("cache/stage-0123456789abcdef"); problems == []
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, Dict, List
+
+import numpy as np
+
+from neox_cpt.data.cache import description_key
+
+CHECK_CHUNK = 1 << 24
+
+
+def share_table(counts: Dict[str, Any]) -> str:
+    """Requested vs realised share per source, as an aligned text table."""
+    rows = [("source", "group", "kind", "requested", "realised", "samples", "tokens", "repeats")]
+    for c in counts["sources"]:
+        repeats = f"{c['epochs']} epochs" if "epochs" in c else (f"{c['cycles']} cycles" if "cycles" in c else "-")
+        rows.append((c["name"], c["group"], c["kind"], f"{c['share_requested']:.6f}", f"{c['share_realised']:.6f}",
+                     f"{c['samples']:,}", f"{c['tokens']:,}", repeats))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(v.ljust(w) if i < 3 else v.rjust(w) for i, (v, w) in enumerate(zip(r, widths))) for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def verify_index(index_dir: Path, check_files: bool = True) -> List[str]:
+    """Every inconsistency found (empty list: the index matches its description)."""
+    index_dir = Path(index_dir)
+    problems: List[str] = []
+    desc = json.loads((index_dir / "description.json").read_text())
+    counts = json.loads((index_dir / "counts.json").read_text())
+    key = desc.get("key", "")
+    body = {k: v for k, v in desc.items() if k not in ("key", "arrays")}
+    if description_key(body) != key:
+        problems.append("description.json does not hash to its key (edited by hand?)")
+    if not index_dir.name.endswith("-" + key[:16]):
+        problems.append(f"directory name {index_dir.name!r} does not end in the key prefix {key[:16]!r}")
+    n = desc["spec"]["num_samples"]
+    src = np.load(index_dir / "blend_source.npy", mmap_mode="r")
+    draw = np.load(index_dir / "blend_draw.npy", mmap_mode="r")
+    if len(src) != n or len(draw) != n:
+        problems.append(f"blend arrays have {len(src)}/{len(draw)} entries, the description says {n}")
+        return problems
+    num_sources = len(desc["sources"])
+    seen = np.zeros(num_sources, np.int64)
+    for start in range(0, n, CHECK_CHUNK):
+        s = np.asarray(src[start: start + CHECK_CHUNK]).astype(np.int64)
+        d = np.asarray(draw[start: start + CHECK_CHUNK]).astype(np.int64)
+        if s.max(initial=0) >= num_sources:
+            problems.append(f"blend_source holds source id {s.max()} >= {num_sources} sources")
+            return problems
+        for i in np.unique(s).tolist():
+            got = d[s == i]
+            if not np.array_equal(got, seen[i] + np.arange(len(got))):
+                problems.append(f"blend_draw of source {i} is not consecutive near position {start}")
+            seen[i] += len(got)
+    ppm = desc["spec"]["replay_ppm"]
+    for i, (e, c) in enumerate(zip(desc["sources"], counts["sources"])):
+        if seen[i] != c["samples"]:
+            problems.append(f"source {e['name']}: {seen[i]} positions in the blend, counts.json says {c['samples']}")
+        if abs(c["samples"] - e["share_requested"] * n) >= 2 and not (ppm == 0 and e["group"] == "replay"):
+            problems.append(f"source {e['name']}: {c['samples']} samples, requested share x N = "
+                            f"{e['share_requested'] * n:.1f}")
+        if e["kind"] == "data" and c["samples"]:
+            for suffix in ("sample_doc", "sample_offset"):
+                arr = np.load(index_dir / f"source{i}_{suffix}.npy", mmap_mode="r")
+                if len(arr) != c["samples"]:
+                    problems.append(f"source{i}_{suffix}.npy has {len(arr)} entries, expected {c['samples']}")
+        if check_files and e["kind"] == "data":
+            problems += _check_identity(e)
+    replay = int(sum(seen[i] for i, e in enumerate(desc["sources"]) if e["group"] == "replay"))
+    if replay != (ppm * n) // 1_000_000:
+        problems.append(f"replay group has {replay} samples, expected floor({ppm} x {n} / 1e6)")
+    return problems
+
+
+def _check_identity(entry: Dict[str, Any]) -> List[str]:
+    from neox_cpt.data.indexed import IndexedDataset
+
+    try:
+        now = IndexedDataset(entry["path"]).identity()
+    except (OSError, ValueError) as exc:
+        return [f"source {entry['name']}: cannot open {entry['path']}: {exc}"]
+    if now != entry["identity"]["data"]:
+        changed = sorted(k for k in now if now[k] != entry["identity"]["data"].get(k))
+        return [f"source {entry['name']}: {entry['path']} changed since the build ({', '.join(changed)}); "
+                f"rebuild the index (a training run with this config would build a new one)"]
+    return []
+
+
+def summary(index_dir: Path) -> str:
+    desc = json.loads((Path(index_dir) / "description.json").read_text())
+    counts = json.loads((Path(index_dir) / "counts.json").read_text())
+    spec = desc["spec"]
+    size = sum(f.stat().st_size for f in Path(index_dir).iterdir())
+    head = (f"{index_dir}\n  key {desc['key'][:16]}  samples {spec['num_samples']:,}  seq_length {spec['seq_length']}  "
+            f"seed {spec['seed']}  replay_frac {spec['replay_frac']}  files {size / 2**20:,.1f} MiB\n")
+    return head + share_table(counts)
+
+
+def approx_equal(a: float, b: float) -> bool:
+    return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)

@@ -1,0 +1,77 @@
+"""`neox-cpt build-index` / `inspect-index` and tools/build_replay_index.py."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from neox_cpt.cli import main
+from neox_cpt.data.cache import build_index
+from neox_cpt.data.spec import replay_spec_from_config
+from replay_helpers import numbered_docs, random_sizes, write_docs
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def make_config(tmp_path, **extra):
+    new = write_docs(tmp_path / "new", numbered_docs(random_sizes(30, 1)))
+    old = write_docs(tmp_path / "old", numbered_docs(random_sizes(30, 2), base=5000))
+    cfg = {"cpt_train_data_paths": [new], "cpt_replay_data_paths": [old], "cpt_replay_frac": 0.1,
+           "cpt_index_cache_dir": str(tmp_path / "cache"), "train_iters": 5, "train_batch_size": 20,
+           "seq_length": 6, "seed": 3, "cpt_valid_data_paths": [old]}
+    cfg.update(extra)
+    path = tmp_path / "stage.yml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path, cfg
+
+
+def test_build_index_cli_builds_what_training_would_and_prints_shares(tmp_path, capsys):
+    path, cfg = make_config(tmp_path)
+    assert main(["build-index", str(path), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    expected = build_index(replay_spec_from_config(cfg), cfg["cpt_index_cache_dir"], progress=False)
+    assert f"index: {expected}" in out
+    new_row = next(line for line in out.splitlines() if line.startswith("new "))
+    assert "0.900000" in new_row and new_row.split()[4] == "0.900000" and "90" in new_row.split()
+    assert "validation index:" in out
+
+
+def test_inspect_index_verifies_and_detects_a_changed_data_file(tmp_path, capsys):
+    path, cfg = make_config(tmp_path)
+    index = build_index(replay_spec_from_config(cfg), cfg["cpt_index_cache_dir"], progress=False)
+    assert main(["inspect-index", str(index)]) == 0
+    assert "verified: OK" in capsys.readouterr().out
+    write_docs(tmp_path / "old", numbered_docs(random_sizes(30, 7)))
+    assert main(["inspect-index", str(index)]) == 1
+    assert "old" in capsys.readouterr().out.split("PROBLEM:")[1]
+    counts = json.loads((index / "counts.json").read_text())
+    counts["sources"][0]["samples"] += 1
+    (index / "counts.json").write_text(json.dumps(counts))
+    assert main(["inspect-index", str(index), "--no-file-check"]) == 1
+    assert "counts.json says" in capsys.readouterr().out
+
+
+def test_inspect_index_detects_tampered_arrays(tmp_path, capsys):
+    path, cfg = make_config(tmp_path)
+    index = build_index(replay_spec_from_config(cfg), cfg["cpt_index_cache_dir"], progress=False)
+    src = np.load(index / "blend_source.npy")
+    src[:2] = src[:2][::-1] if src[0] != src[1] else 1 - src[:2]
+    np.save(index / "blend_source.npy", src)
+    assert main(["inspect-index", str(index), "--no-file-check"]) == 1
+
+
+def test_bad_config_is_a_one_line_error(tmp_path, capsys):
+    path, _ = make_config(tmp_path, cpt_replay_frac=1.5)
+    assert main(["build-index", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "cpt_replay_frac=1.5" in err and "Traceback" not in err
+
+
+def test_tools_script(tmp_path):
+    path, cfg = make_config(tmp_path)
+    out = subprocess.run([sys.executable, str(ROOT / "tools" / "build_replay_index.py"), str(path), "--quiet"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("index: ")
