@@ -124,11 +124,17 @@ def load_checkpoint(path: PathLike, model: Any, optimizer: Any = None, restore_r
 
 def stage_end_checkpoint(root: PathLike, stage_name: str) -> Optional[Path]:
     """The checkpoint saved at the end of stage ``stage_name`` (None if that stage has not finished)."""
-    for path in sorted(Path(root).glob("step_*"), key=lambda p: int(p.name[5:]), reverse=True):
+    for path in _step_dirs(root)[::-1]:
         state = read_state(path)
         if state.get("stage_complete") and state.get("stage_name") == stage_name:
             return path
     return None
+
+
+def _step_dirs(root: PathLike) -> List[Path]:
+    """Complete ``step_<g>`` directories (with state.json), oldest first."""
+    found = [p for p in Path(root).glob("step_*") if p.name[5:].isdigit() and (p / STATE).is_file()]
+    return sorted(found, key=lambda p: int(p.name[5:]))
 
 
 def resolve_init_checkpoint(path: PathLike) -> Path:
@@ -156,8 +162,7 @@ def prune_checkpoints(root: PathLike, keep: int) -> List[Path]:
         shutil.rmtree(stale, ignore_errors=True)
     found = latest_checkpoint(root)
     latest = found[0].name if found else None
-    periodic = [p for p in sorted(root.glob("step_*"), key=lambda p: int(p.name[5:]))
-                if p.name != latest and not read_state(p).get("stage_complete")]
+    periodic = [p for p in _step_dirs(root) if p.name != latest and not read_state(p).get("stage_complete")]
     doomed = periodic[: max(0, len(periodic) - max(0, keep - 1))] if latest else []
     for p in doomed:
         shutil.rmtree(p)

@@ -1,0 +1,195 @@
+"""The local trainer on a tiny model and tiny synthetic .bin/.idx sources: resume exactness, per-source
+evaluation, stage transitions and the run-directory formats (INTERFACES.md "Local run directory")."""
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+sys.path.insert(0, str(Path(__file__).parent))
+from trainer_fixtures import base_config, make_sources, records, without_timing  # noqa: E402
+
+from neox_cpt.local import checkpoint as ckpt  # noqa: E402
+from neox_cpt.local.config import load_run_config  # noqa: E402
+from neox_cpt.local.trainer import TrainingStopped, train  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def sources(tmp_path_factory):
+    return make_sources(tmp_path_factory.mktemp("data"))
+
+
+@pytest.fixture(scope="module")
+def reference(sources, tmp_path_factory):
+    """An uninterrupted run of the base config."""
+    run_dir = tmp_path_factory.mktemp("ref") / "run"
+    summary = train(base_config(sources), run_dir)
+    return run_dir, summary
+
+
+def _weights(run_dir: Path):
+    path, _ = ckpt.latest_checkpoint(run_dir / "checkpoints")
+    return torch.load(path / "model.pt", weights_only=True)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stop_at", [2, 7, 10, 11, 16])
+def test_resume_after_kill_gives_identical_losses(sources, reference, tmp_path, stop_at):
+    ref_dir, ref_summary = reference
+    run_dir = tmp_path / "run"
+    with pytest.raises(TrainingStopped) as stopped:
+        train(base_config(sources), run_dir, stop_at_step=stop_at)
+    assert stopped.value.global_step == stop_at
+    assert not (run_dir / "summary.json").exists()
+    # A checkpoint half-written when the kill came: a temporary directory, and a renamed one `latest` misses.
+    (run_dir / "checkpoints" / ".tmp-step_99").mkdir(parents=True)
+    (run_dir / "checkpoints" / f"step_{stop_at + 1}").mkdir()
+    summary = train(base_config(sources), run_dir)
+    assert without_timing(records(run_dir, "train")) == without_timing(records(ref_dir, "train"))
+    assert records(run_dir, "eval") == records(ref_dir, "eval")
+    assert summary["final"] == ref_summary["final"]
+    for key, value in _weights(ref_dir).items():
+        assert torch.equal(value, _weights(run_dir)[key]), key
+    assert not (run_dir / "checkpoints" / ".tmp-step_99").exists()
+
+
+def test_finished_run_is_not_retrained(sources, reference, tmp_path):
+    ref_dir, ref_summary = reference
+    copy = tmp_path / "copy"
+    shutil.copytree(ref_dir, copy)
+    before = (copy / "metrics.jsonl").read_text()
+    assert train(base_config(sources), copy) == ref_summary
+    assert (copy / "metrics.jsonl").read_text() == before
+
+
+def test_eval_loss_is_mean_cross_entropy_of_the_fixed_valid_samples(sources, reference):
+    from neox_cpt.data.dataset import SourceDataset
+    from neox_cpt.local.evaluate import VALID_SEED
+    from neox_cpt.local.model import build_model
+
+    run_dir, summary = reference
+    cfg = load_run_config(base_config(sources))
+    model = build_model(cfg.model, cfg.vocab_size, cfg.seq_length)
+    ckpt.load_checkpoint(ckpt.latest_checkpoint(run_dir / "checkpoints")[0], model)
+    model.eval()
+    for name in ("old", "new"):
+        ds = SourceDataset(sources[name]["valid"], 16, 6, VALID_SEED)
+        nll = []
+        with torch.no_grad():
+            for i in range(6):  # one sample at a time, log-softmax by hand
+                tokens = torch.from_numpy(ds[i]["text"])
+                logp = torch.log_softmax(model(input_ids=tokens[None, :-1]).logits[0].double(), dim=-1)
+                nll += (-logp[torch.arange(16), tokens[1:]]).tolist()
+        assert summary["final"][name] == pytest.approx(float(np.mean(nll)), rel=1e-5)
+    # d0 lowers the old source's loss from about ln 300; d1 lowers the new one's and (a little) forgets the old.
+    evals = {(r["stage"], r["stage_step"], r["source"]): r["loss"] for r in records(run_dir, "eval")}
+    assert evals[0, 0, "old"] > 5.6 and evals[0, 0, "new"] > 5.6
+    assert evals[0, 10, "old"] < evals[0, 0, "old"] - 0.05
+    assert summary["final"]["new"] < evals[0, 10, "new"] - 0.1
+    assert summary["final"]["old"] > evals[0, 10, "old"]
+
+
+def test_stage_transition_rewarms_lr_and_resets_data_position(sources, reference):
+    from neox_cpt.schedules import schedule_from_config
+    from neox_cpt.local.config import stage_mapping
+
+    run_dir, _ = reference
+    cfg = load_run_config(base_config(sources))
+    train_recs = records(run_dir, "train")
+    assert [r["global_step"] for r in train_recs] == list(range(1, 19))
+    assert [r["stage_step"] for r in train_recs] == list(range(1, 11)) + list(range(1, 9))
+    assert [r["stage"] for r in train_recs] == [0] * 10 + [1] * 8
+    d1 = schedule_from_config(stage_mapping(cfg, cfg.stages[1]))
+    # The first update of d1 uses the re-warm's first value lr_max / 2 (2 warmup steps), after d0 ended low.
+    assert train_recs[9]["lr"] == pytest.approx(3e-4)
+    assert train_recs[10]["lr"] == d1.lr_at(1) == pytest.approx(1.5e-3)
+    assert train_recs[11]["lr"] == pytest.approx(3e-3)
+    assert [r["tokens"] for r in train_recs] == [64 * g for g in range(1, 19)]
+    end_d0 = ckpt.read_state(ckpt.stage_end_checkpoint(run_dir / "checkpoints", "d0"))
+    assert (end_d0["global_step"], end_d0["stage_step"], end_d0["data_position"]) == (10, 10, 40)
+    final = ckpt.latest_checkpoint(run_dir / "checkpoints")[1]
+    assert (final["global_step"], final["stage_index"], final["stage_step"], final["data_position"]) == (18, 1, 8, 32)
+    assert final["scheduler"]["position"] == 8 and final["run_complete"]
+
+
+@pytest.mark.parametrize("reset", [True, False])
+def test_optimizer_reset_or_kept_at_stage_start(sources, tmp_path, reset):
+    cfg = base_config(sources, checkpoint_interval=1)
+    cfg["stages"][1]["reset_optimizer"] = reset
+    with pytest.raises(TrainingStopped):
+        train(cfg, tmp_path / "run", stop_at_step=11)
+    path, state = ckpt.latest_checkpoint(tmp_path / "run" / "checkpoints")
+    assert path.name == "step_11"
+    adam = torch.load(path / "optimizer.pt", weights_only=True)["state"]
+    steps = {int(s["step"]) for s in adam.values()}
+    assert steps == ({1} if reset else {11})
+    assert (state["stage_index"], state["stage_step"], state["data_position"]) == (1, 1, 4)
+
+
+def test_run_directory_formats(sources, reference):
+    from neox_cpt.local.report import load_run
+
+    run_dir, summary = reference
+    stages = json.loads((run_dir / "stages.json").read_text())
+    assert [set(s) for s in stages] == [{"name", "index", "start_step", "num_steps", "start_tokens", "num_tokens",
+                                         "replay_frac", "schedule", "init_from", "reset_optimizer", "train_sources",
+                                         "valid_sources"}] * 2
+    assert [(s["name"], s["start_step"], s["num_steps"], s["start_tokens"], s["num_tokens"]) for s in stages] == [
+        ("d0", 0, 10, 0, 640), ("d1", 10, 8, 640, 512)]
+    assert stages[1]["train_sources"] == {"new": 0.75, "old": 0.25}
+    assert stages[1]["init_from"] == "d0" and stages[0]["init_from"] is None
+    assert stages[0]["valid_sources"] == ["old", "new"]
+    for rec in records(run_dir, "train"):
+        assert set(rec) == {"kind", "global_step", "stage", "stage_step", "tokens", "lr", "loss", "tok_per_s"}
+    evals = records(run_dir, "eval")
+    for rec in evals:
+        assert set(rec) == {"kind", "global_step", "stage", "stage_step", "tokens", "source", "loss"}
+    # Evaluated at step 0, every 4 stage steps and at each stage end; d1 starts from d0's end (no step-0 eval).
+    assert sorted({(r["stage"], r["stage_step"]) for r in evals}) == [(0, 0), (0, 4), (0, 8), (0, 10), (1, 4),
+                                                                       (1, 8)]
+    assert summary["final"] == {r["source"]: r["loss"] for r in evals[-2:]}
+    assert (summary["tokens_trained"], summary["tokens_total"]) == (1152, 1152)
+    assert {"final", "tokens_trained", "tokens_total", "wall_s"} <= set(summary)
+    run = load_run(run_dir)  # D3's reader accepts it
+    assert run.final_loss("old") == summary["final"]["old"] and len(run.stages) == 2
+
+
+def test_init_from_another_run_continues_its_lineage(sources, reference, tmp_path):
+    ref_dir, ref_summary = reference
+    cfg = base_config(sources)
+    cfg["stages"] = [{"name": "d1b", "sources": {"new": 1.0}, "steps": 3, "init_from": str(ref_dir)}]
+    summary = train(cfg, tmp_path / "child")
+    stages = json.loads((tmp_path / "child" / "stages.json").read_text())
+    assert (stages[0]["start_step"], stages[0]["start_tokens"]) == (18, 1152)
+    assert stages[0]["init_from"] == str(ref_dir.resolve())
+    first = records(tmp_path / "child", "eval")[:2]
+    assert {r["source"]: r["loss"] for r in first} == pytest.approx(ref_summary["final"], rel=1e-6)
+    assert [r["global_step"] for r in records(tmp_path / "child", "train")] == [19, 20, 21]
+    assert (summary["tokens_trained"], summary["tokens_total"]) == (192, 1344)
+
+
+def test_init_from_an_unfinished_run_is_refused(sources, tmp_path):
+    with pytest.raises(TrainingStopped):
+        train(base_config(sources), tmp_path / "parent", stop_at_step=4)
+    cfg = base_config(sources)
+    cfg["stages"] = [{"name": "x", "sources": {"new": 1.0}, "steps": 3, "init_from": str(tmp_path / "parent")}]
+    with pytest.raises(ValueError, match="has not finished"):
+        train(cfg, tmp_path / "child")
+
+
+def test_resume_with_a_changed_config_is_refused(sources, tmp_path):
+    with pytest.raises(TrainingStopped):
+        train(base_config(sources), tmp_path / "run", stop_at_step=4)
+    changed = base_config(sources)
+    changed["stages"][0]["steps"] = 12
+    with pytest.raises(ValueError, match="stages differ"):
+        train(changed, tmp_path / "run")
+    train(changed, tmp_path / "run", resume=False)  # --fresh starts over
+    assert records(tmp_path / "run", "train")[-1]["global_step"] == 20
