@@ -141,6 +141,41 @@ void sample_index(const py::array& slot_sizes, uint64_t key, int64_t seq_length,
     }
 }
 
+// sample_seek(slot_sizes, key, seq_length, j, state): state = [d, o] where sample j starts (d the
+// document position over epochs, o < its length): one epoch of slot_sizes sums to tokens_per_epoch, so
+// only the epoch of token j * seq_length is walked. Lets several threads build disjoint sample ranges.
+void sample_seek(const py::array& slot_sizes, uint64_t key, int64_t seq_length, int64_t j, py::array state) {
+    if (!is(slot_sizes, 'i', 4)) throw std::invalid_argument("sample_seek: slot_sizes must be int32");
+    if (!is(state, 'i', 8) || state.size() != 2) throw std::invalid_argument("sample_seek: state must be int64[2]");
+    const uint64_t n = static_cast<uint64_t>(slot_sizes.size());
+    const int32_t* s = cptr_of<int32_t>(slot_sizes, "slot_sizes");
+    int64_t* st = ptr_of<int64_t>(state, "state");
+    if (n == 0 || seq_length < 1 || j < 0) throw std::invalid_argument("sample_seek: bad arguments");
+    py::gil_scoped_release release;
+    int64_t tokens_per_epoch = 0;
+    for (uint64_t i = 0; i < n; ++i) tokens_per_epoch += s[i];
+    if (tokens_per_epoch <= 0) throw std::invalid_argument("sample_seek: no tokens");
+    const int64_t t = j * seq_length;
+    const int64_t e = t / tokens_per_epoch;
+    int64_t d = e * static_cast<int64_t>(n), o = t - e * tokens_per_epoch;
+    neox_cpt::EpochOrder order(n, key);
+    while (true) {
+        const uint64_t left = order.locate(static_cast<uint64_t>(d));
+        uint64_t i = (static_cast<uint64_t>(d) % n) & (neox_cpt::EpochOrder::kBlock - 1);
+        const uint64_t end = i + left;
+        for (; i < end; ++i) {
+            const int64_t len = s[order.slot_in_block(i)];
+            if (o < len) {
+                st[0] = d;
+                st[1] = o;
+                return;
+            }
+            o -= len;
+            ++d;
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------------------
 // blend(start, replay_ppm, group, weights, counts, source_out, draw_out)
 // Position p is a replay position iff floor(r (p+1) / 1e6) > floor(r p / 1e6), r = replay_ppm; within the
@@ -280,6 +315,8 @@ void register_replay_kernels(py::module_& m) {
     m.def("permute_range", &permute_range, py::arg("start"), py::arg("n"), py::arg("key"), py::arg("out"));
     m.def("sample_index", &sample_index, py::arg("slot_sizes"), py::arg("key"), py::arg("seq_length"), py::arg("state"),
           py::arg("doc_out"), py::arg("offset_out"));
+    m.def("sample_seek", &sample_seek, py::arg("slot_sizes"), py::arg("key"), py::arg("seq_length"), py::arg("j"),
+          py::arg("state"));
     m.def("blend", &blend, py::arg("start"), py::arg("replay_ppm"), py::arg("group"), py::arg("weights"),
           py::arg("counts"), py::arg("source_out"), py::arg("draw_out"));
     m.def("gather", &gather, py::arg("tokens"), py::arg("pointers"), py::arg("sizes"), py::arg("doc_perm"), py::arg("key"),

@@ -21,6 +21,8 @@ import json
 import logging
 import math
 import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
@@ -36,6 +38,7 @@ log = logging.getLogger(__name__)
 
 KERNELS = NATIVE if NATIVE is not None else reference
 CHUNK = 1 << 22  # positions per kernel call: 4M x (1 + 4) bytes of blend buffers
+WORKERS = 2  # the blend beside the document permutations, then two sample-index chunks at a time
 Progress = Callable[[str, int, int], None]
 
 
@@ -47,17 +50,33 @@ class NpyStream:
         self.f = open(self.path, "wb")
         header = {"descr": np.lib.format.dtype_to_descr(self.dtype), "fortran_order": False, "shape": (self.length,)}
         np.lib.format.write_array_header_1_0(self.f, header)
+        self.f.flush()
+        self.data_offset = self.f.tell()
+        self.lock = threading.Lock()
 
     def write(self, chunk: np.ndarray) -> None:
         chunk = np.ascontiguousarray(chunk, self.dtype)
         self.f.write(memoryview(chunk).cast("B"))
         self.written += len(chunk)
 
-    def close(self) -> None:
+    def write_at(self, index: int, chunk: np.ndarray) -> None:
+        """Write entries ``index : index + len(chunk)`` (any order; thread-safe: one pwrite)."""
+        chunk = np.ascontiguousarray(chunk, self.dtype)
+        self.f.flush()
+        data = memoryview(chunk).cast("B")
+        offset = self.data_offset + index * self.dtype.itemsize
+        while len(data):
+            done = os.pwrite(self.f.fileno(), data, offset)
+            data, offset = data[done:], offset + done
+        with self.lock:
+            self.written += len(chunk)
+
+    def close(self, fsync: bool = False) -> None:
         if self.written != self.length:
             raise RuntimeError(f"{self.path}: wrote {self.written} of {self.length} entries")
         self.f.flush()
-        os.fsync(self.f.fileno())
+        if fsync:
+            os.fsync(self.f.fileno())
         self.f.close()
 
 
@@ -79,15 +98,60 @@ def position_dtype(max_value: int) -> np.dtype:
 
 def build_into(out_dir: Path, spec: ReplayIndexSpec, description: Dict[str, Any],
                progress: Optional[Progress] = None) -> Dict[str, Any]:
-    """Write every array, then counts.json, then description.json (last: it marks the directory complete)."""
+    """Write every array, then counts.json, then description.json (last: it marks the directory complete).
+
+    Two threads (the kernels release the GIL): the blend runs beside the document permutations, then
+    the per-source sample indexes are built in chunks that start independently (``sample_seek``).
+    """
     out_dir = Path(out_dir)
     tick = progress or (lambda stage, done, total: None)
-    n_total, ppm = spec.num_samples, spec.replay_ppm
     entries = [dict(e) for e in description["sources"]]  # realised values go to counts.json only
-    if ppm == 0 and spec.replay:
+    if spec.replay_ppm == 0 and spec.replay:
         log.warning("cpt_replay_frac is 0: the %d replay source(s) are ignored", len(spec.replay))
+    data = [i for i, e in enumerate(entries) if e["kind"] == "data"]
+    with ThreadPoolExecutor(max_workers=WORKERS) as pool:
+        # 1. Blend (which source and which draw of it each position takes) || document permutations.
+        blend_job = pool.submit(_blend, out_dir, spec, entries, tick)
+        slot_sizes = {i: _doc_permutation(out_dir, i, entries[i], tick) for i in data}
+        counts, dtypes = blend_job.result()
 
-    # 1. Blend: which source and which draw of it each global position takes.
+        # 2. Check what the blend asks of each source before the expensive part.
+        for e, n in zip(entries, counts.tolist()):
+            e["samples"] = int(n)
+            avail = e.get("available_samples")
+            if avail is not None and n > avail and not spec.allow_cycling:
+                raise ValueError(
+                    f"seen-only replay source {e['path']}: this stage draws {n} samples from it but the earlier run "
+                    f"consumed only {avail}; lower cpt_replay_frac or its weight, raise cpt_replay_consumed_samples "
+                    f"if more were consumed, or set cpt_replay_allow_cycling: true to repeat them "
+                    f"({math.ceil(n / avail)} cycles)")
+            if e["kind"] != "data":
+                e["cycles"] = math.ceil(n / avail) if n else 0
+                if e["cycles"] > 1:
+                    log.warning("seen-only source %s is cycled %d times (cpt_replay_allow_cycling)", e["name"], e["cycles"])
+
+        # 3. Per-source sample index of every data source, sized to its draws.
+        for i in data:
+            _sample_index(pool, out_dir, i, entries[i], slot_sizes.pop(i), spec.seq_length, tick)
+        for i in data:  # sources without draws keep no arrays
+            if entries[i]["samples"] == 0:
+                (out_dir / f"source{i}_doc_perm.npy").unlink()
+
+    counts_doc = {"num_samples": spec.num_samples, "seq_length": spec.seq_length, "sources": [
+        {k: e[k] for k in ("name", "group", "kind", "weight", "share_requested", "samples", "epochs", "cycles")
+         if k in e} | {"share_realised": e["samples"] / spec.num_samples, "tokens": e["samples"] * spec.seq_length}
+        for e in entries]}
+    _write_json(out_dir / "counts.json", counts_doc)
+    description = dict(description)
+    description["arrays"] = dtypes
+    # Sizes of everything written before: a directory is trusted only if they all match (cache.is_complete).
+    description["files"] = {f.name: f.stat().st_size for f in sorted(out_dir.iterdir())}
+    _write_json(out_dir / "description.json", description)
+    return counts_doc
+
+
+def _blend(out_dir: Path, spec: ReplayIndexSpec, entries: List[Dict[str, Any]], tick: Progress):
+    n_total = spec.num_samples
     group = np.array([1 if e["group"] == "replay" else 0 for e in entries], np.int8)
     weights = np.array([e["share_requested"] for e in entries], np.float64)
     counts = np.zeros(len(entries), np.int64)
@@ -97,56 +161,19 @@ def build_into(out_dir: Path, spec: ReplayIndexSpec, description: Dict[str, Any]
     src_buf, draw_buf = np.empty(min(CHUNK, n_total), src_dtype), np.empty(min(CHUNK, n_total), draw_dtype)
     for start in range(0, n_total, CHUNK):
         m = min(CHUNK, n_total - start)
-        KERNELS.blend(start, ppm, group, weights, counts, src_buf[:m], draw_buf[:m])
+        KERNELS.blend(start, spec.replay_ppm, group, weights, counts, src_buf[:m], draw_buf[:m])
         src_out.write(src_buf[:m])
         draw_out.write(draw_buf[:m])
         tick("blend", start + m, n_total)
     src_out.close()
     draw_out.close()
-    del src_buf, draw_buf
-
-    # 2. Check what the blend asks of each source before the expensive part.
-    for e, n in zip(entries, counts.tolist()):
-        e["samples"] = int(n)
-        avail = e.get("available_samples")
-        if avail is not None and n > avail and not spec.allow_cycling:
-            raise ValueError(
-                f"seen-only replay source {e['path']}: this stage draws {n} samples from it but the earlier run "
-                f"consumed only {avail}; lower cpt_replay_frac or its weight, raise cpt_replay_consumed_samples if "
-                f"more were consumed, or set cpt_replay_allow_cycling: true to repeat them ({math.ceil(n / avail)} cycles)")
-
-    # 3. Per-source sample index of every data source, sized to its draws.
-    for i, e in enumerate(entries):
-        if e["kind"] == "data" and e["samples"] > 0:
-            _build_source(out_dir, i, e, spec.seq_length, tick)
-        elif e["kind"] != "data":
-            e["cycles"] = math.ceil(e["samples"] / e["available_samples"]) if e["samples"] else 0
-            if e["cycles"] > 1:
-                log.warning("seen-only source %s is cycled %d times (cpt_replay_allow_cycling)", e["name"], e["cycles"])
-
-    counts_doc = {"num_samples": n_total, "seq_length": spec.seq_length, "sources": [
-        {k: e[k] for k in ("name", "group", "kind", "weight", "share_requested", "samples", "epochs", "cycles")
-         if k in e} | {"share_realised": e["samples"] / n_total, "tokens": e["samples"] * spec.seq_length}
-        for e in entries]}
-    _write_json(out_dir / "counts.json", counts_doc)
-    description = dict(description)
-    description["arrays"] = {"blend_source": src_dtype.name, "blend_draw": draw_dtype.name}
-    _write_json(out_dir / "description.json", description)
-    return counts_doc
+    return counts, {"blend_source": src_dtype.name, "blend_draw": draw_dtype.name}
 
 
-def _build_source(out_dir: Path, i: int, e: Dict[str, Any], seq: int, tick: Progress) -> None:
+def _doc_permutation(out_dir: Path, i: int, e: Dict[str, Any], tick: Progress) -> np.ndarray:
+    """Write source i's stored document permutation; return the document sizes in permutation order."""
     ds = IndexedDataset(e["path"])
-    n_docs, n_samples = len(ds), e["samples"]
-    tokens_per_epoch = ds.num_tokens
-    needed = n_samples * seq + 1  # the last sample ends one token after the next one would start
-    epochs = math.ceil(needed / tokens_per_epoch)
-    e["epochs"] = epochs
-    if epochs > 1:
-        log.warning("source %s: %d samples need %d tokens, %.2f x its %d tokens: cycled over %d epochs "
-                    "(each epoch a new document order)", e["name"], n_samples, needed, needed / tokens_per_epoch,
-                    tokens_per_epoch, epochs)
-    key_docs = e["key_docs"]
+    n_docs = len(ds)
     perm_dtype = position_dtype(n_docs)
     perm_out = NpyStream(out_dir / f"source{i}_doc_perm.npy", perm_dtype, n_docs)
     slot_sizes = np.empty(n_docs, np.int32)
@@ -154,24 +181,46 @@ def _build_source(out_dir: Path, i: int, e: Dict[str, Any], seq: int, tick: Prog
     sizes = np.asarray(ds.sizes)
     for start in range(0, n_docs, CHUNK):
         m = min(CHUNK, n_docs - start)
-        KERNELS.permute_range(start, n_docs, key_docs, buf[:m])
+        KERNELS.permute_range(start, n_docs, e["key_docs"], buf[:m])
         perm_out.write(buf[:m])
-        slot_sizes[start: start + m] = sizes[buf[:m]]
+        np.take(sizes, buf[:m], out=slot_sizes[start: start + m])
         tick(f"{e['name']}: documents", start + m, n_docs)
     perm_out.close()
-    del buf
+    return slot_sizes
 
+
+def _sample_index(pool: ThreadPoolExecutor, out_dir: Path, i: int, e: Dict[str, Any], slot_sizes: np.ndarray,
+                  seq: int, tick: Progress) -> None:
+    n_docs, n_samples = len(slot_sizes), e["samples"]
+    if n_samples == 0:
+        return
+    tokens_per_epoch = int(slot_sizes.sum(dtype=np.int64))
+    needed = n_samples * seq + 1  # the last sample ends one token after the next one would start
+    epochs = e["epochs"] = math.ceil(needed / tokens_per_epoch)
+    if epochs > 1:
+        log.warning("source %s: %d samples need %d tokens, %.2f x its %d tokens: cycled over %d epochs "
+                    "(each epoch a new document order)", e["name"], n_samples, needed, needed / tokens_per_epoch,
+                    tokens_per_epoch, epochs)
     doc_dtype = position_dtype(n_docs * epochs)
     doc_out = NpyStream(out_dir / f"source{i}_sample_doc.npy", doc_dtype, n_samples)
     off_out = NpyStream(out_dir / f"source{i}_sample_offset.npy", np.int32, n_samples)
-    state = np.zeros(2, np.int64)
-    doc_buf, off_buf = np.empty(min(CHUNK, n_samples), doc_dtype), np.empty(min(CHUNK, n_samples), np.int32)
-    for start in range(0, n_samples, CHUNK):
+    buffers = [(np.empty(min(CHUNK, n_samples), doc_dtype), np.empty(min(CHUNK, n_samples), np.int32))
+               for _ in range(WORKERS)]
+
+    def chunk(start: int, bufs) -> None:
         m = min(CHUNK, n_samples - start)
-        KERNELS.sample_index(slot_sizes, key_docs, seq, state, doc_buf[:m], off_buf[:m])
-        doc_out.write(doc_buf[:m])
-        off_out.write(off_buf[:m])
-        tick(f"{e['name']}: samples", start + m, n_samples)
+        state = np.zeros(2, np.int64)
+        KERNELS.sample_seek(slot_sizes, e["key_docs"], seq, start, state)
+        KERNELS.sample_index(slot_sizes, e["key_docs"], seq, state, bufs[0][:m], bufs[1][:m])
+        doc_out.write_at(start, bufs[0][:m])
+        off_out.write_at(start, bufs[1][:m])
+
+    starts = list(range(0, n_samples, CHUNK))
+    for r in range(0, len(starts), WORKERS):  # one chunk per worker and buffer at a time: bounded memory
+        jobs = [pool.submit(chunk, s, buffers[w]) for w, s in enumerate(starts[r: r + WORKERS])]
+        for job in jobs:
+            job.result()
+        tick(f"{e['name']}: samples", min(n_samples, starts[min(r + WORKERS, len(starts)) - 1] + CHUNK), n_samples)
     doc_out.close()
     off_out.close()
 

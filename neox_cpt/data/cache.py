@@ -53,13 +53,16 @@ def index_dir_name(spec: ReplayIndexSpec, key: str) -> str:
 
 
 def is_complete(path: Path, key: Optional[str] = None) -> bool:
-    """A published index: ``description.json`` present, readable and (if given) of this key."""
+    """A published index: ``description.json`` readable, of this key (if given), every file it lists present
+    with the size it lists (so even a power cut before the data reached the disk is caught)."""
     try:
         with open(Path(path) / DESCRIPTION) as f:
             desc = json.load(f)
-    except (OSError, ValueError):
+        if key is not None and desc.get("key") != key:
+            return False
+        return all((Path(path) / name).stat().st_size == size for name, size in desc["files"].items())
+    except (OSError, ValueError, KeyError, AttributeError):
         return False
-    return key is None or desc.get("key") == key
 
 
 def _prepare_cache_dir(cache_dir: Path) -> None:
@@ -104,8 +107,14 @@ def find_index(spec: ReplayIndexSpec, cache_dir: PathLike) -> Optional[Path]:
     return path if is_complete(path, key) else None
 
 
-def build_index(spec: ReplayIndexSpec, cache_dir: PathLike, progress: Union[bool, Progress, None] = True) -> Path:
-    """Return the directory of ``spec``'s index, building and publishing it first if needed."""
+def build_index(spec: ReplayIndexSpec, cache_dir: PathLike, progress: Union[bool, Progress, None] = True,
+                fsync: bool = False) -> Path:
+    """Return the directory of ``spec``'s index, building and publishing it first if needed.
+
+    ``progress``: True for a progress bar on stderr, or a callable ``(stage, done, total)``. ``fsync``:
+    flush the arrays to disk before publishing (survives a power cut, costs disk-speed writes; without it a
+    process crash is still safe and a power cut is detected by the file sizes in description.json).
+    """
     cache_dir = Path(cache_dir)
     key, description = index_key(spec)
     final = cache_dir / index_dir_name(spec, key)
@@ -131,6 +140,10 @@ def build_index(spec: ReplayIndexSpec, cache_dir: PathLike, progress: Union[bool
                 t0 = time.monotonic()
                 tick = _progress(progress) or (lambda stage, done, total: None)
                 build_into(tmp, spec, description, tick)
+                if fsync:
+                    for f in sorted(tmp.iterdir()):
+                        with open(f, "rb+") as fh:
+                            os.fsync(fh.fileno())
                 _fsync_dir(tmp)
                 tick("publish", 0, 1)
                 _publish(tmp, final)
@@ -174,7 +187,8 @@ def _fsync_dir(path: Path) -> None:
 
 
 def build_index_distributed(spec: ReplayIndexSpec, cache_dir: PathLike, is_builder: bool,
-                            barrier: Callable[[], None], progress: Union[bool, Progress, None] = False) -> Path:
+                            barrier: Callable[[], None], progress: Union[bool, Progress, None] = False,
+                            fsync: bool = False) -> Path:
     """One designated rank builds (or finds) the index; every rank then returns the same directory.
 
     Call it on every rank that takes part in ``barrier`` (e.g. ``torch.distributed.barrier`` over the
@@ -183,7 +197,7 @@ def build_index_distributed(spec: ReplayIndexSpec, cache_dir: PathLike, is_build
     """
     if is_builder:
         try:
-            path = build_index(spec, cache_dir, progress)
+            path = build_index(spec, cache_dir, progress, fsync)
         finally:
             barrier()  # never leave the other ranks waiting, even if the build failed
         return path

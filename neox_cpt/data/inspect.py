@@ -36,7 +36,11 @@ def verify_index(index_dir: Path, check_files: bool = True) -> List[str]:
     desc = json.loads((index_dir / "description.json").read_text())
     counts = json.loads((index_dir / "counts.json").read_text())
     key = desc.get("key", "")
-    body = {k: v for k, v in desc.items() if k not in ("key", "arrays")}
+    body = {k: v for k, v in desc.items() if k not in ("key", "arrays", "files")}
+    for name, size in desc.get("files", {}).items():
+        actual = (index_dir / name).stat().st_size if (index_dir / name).exists() else None
+        if actual != size:
+            problems.append(f"{name}: {actual} bytes, description.json says {size}")
     if description_key(body) != key:
         problems.append("description.json does not hash to its key (edited by hand?)")
     if not index_dir.name.endswith("-" + key[:16]):

@@ -134,6 +134,17 @@ def sample_index(slot_sizes: np.ndarray, key: int, seq_length: int, state: np.nd
     state[1] = int(offset_out[-1]) + seq_length
 
 
+def sample_seek(slot_sizes: np.ndarray, key: int, seq_length: int, j: int, state: np.ndarray) -> None:
+    """Where sample j starts: walk only the epoch that holds token j * seq_length."""
+    n, tokens_per_epoch = len(slot_sizes), int(np.sum(slot_sizes, dtype=np.int64))
+    t = j * seq_length
+    e = t // tokens_per_epoch
+    lengths = slot_sizes[epoch_slots(n, key, np.arange(e * n, (e + 1) * n))].astype(np.int64)
+    k = int(np.searchsorted(np.cumsum(lengths), t - e * tokens_per_epoch, side="right"))
+    state[0] = e * n + k
+    state[1] = t - e * tokens_per_epoch - int(lengths[:k].sum())
+
+
 def blend(start: int, replay_ppm: int, group: np.ndarray, weights: np.ndarray, counts: np.ndarray,
           source_out: np.ndarray, draw_out: np.ndarray) -> None:
     """Group by the floor rule, then the largest deficit ``w_i (p + 1) - c_i`` within the group."""

@@ -119,3 +119,16 @@ def test_gather_native_equals_numpy(dtype):
         NATIVE.gather(tokens, pointers, sizes, perm, 11, doc, off, a)
         ref.gather(tokens, pointers, sizes, perm, 11, doc, off, b)
         assert np.array_equal(a, b)
+
+
+@pytest.mark.parametrize("impl", [ref] + ([NATIVE] if NATIVE is not None else []), ids=lambda m: m.__name__)
+def test_sample_seek_lands_where_the_sequential_walk_is(impl):
+    sizes = np.random.default_rng(5).integers(0, 30, 4100).astype(np.int32)
+    seq, total = 7, 3 * int(sizes.sum()) // 7  # three epochs of samples
+    state = np.zeros(2, np.int64)
+    d, o = np.empty(total, np.int64), np.empty(total, np.int32)
+    ref.sample_index(sizes, 9, seq, state, d, o)
+    for j in (0, 1, 57, total // 3, total // 3 + 1, total - 1):
+        seek = np.zeros(2, np.int64)
+        impl.sample_seek(sizes, 9, seq, j, seek)
+        assert (seek[0], seek[1]) == (d[j], o[j])
