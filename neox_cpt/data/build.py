@@ -13,7 +13,8 @@ Arrays (all ``.npy``; N = num_samples, n_i = draws of source i, D_i = its docume
 Memory stays bounded: the chunk buffers plus one int32 per document of the largest data source. The
 caller (``neox_cpt.data.cache``) builds into a temporary directory and publishes it by rename.
 
-    >>> # see neox_cpt.data.cache.build_index for the entry point
+    >>> position_dtype(146_000_000), position_dtype(3_000_000_000), source_dtype(300)
+    (dtype('int32'), dtype('int64'), dtype('uint16'))
 """
 from __future__ import annotations
 

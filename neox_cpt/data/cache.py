@@ -9,9 +9,18 @@ key matches, so a crash at any moment leaves nothing a later run accepts; leftov
 are removed by the next builder of the same key. Concurrent builders of one key serialise on an
 ``fcntl`` lock (and the rename would refuse a second copy anyway).
 
+    >>> import tempfile, numpy as np
+    >>> from neox_cpt.data.indexed import IndexedDatasetWriter
     >>> from neox_cpt.data.spec import ReplayIndexSpec, SourceSpec
-    >>> # path = build_index(ReplayIndexSpec(new=(SourceSpec("data/new"),), num_samples=100), "cache/")
-    >>> # ReplayDataset(path)[0]["text"].shape == (spec.seq_length + 1,)
+    >>> tmp = tempfile.mkdtemp()
+    >>> for name, token in (("new", 1), ("old", 2)):
+    ...     with IndexedDatasetWriter(f"{tmp}/{name}", np.uint16) as w:
+    ...         w.add_document([token] * 100)
+    >>> spec = ReplayIndexSpec(new=(SourceSpec(f"{tmp}/new"),), replay=(SourceSpec(f"{tmp}/old"),),
+    ...                        replay_frac=0.25, num_samples=8, seq_length=4)
+    >>> path = build_index(spec, f"{tmp}/cache", progress=False)
+    >>> path.name.startswith("stage-"), build_index(spec, f"{tmp}/cache", progress=False) == path
+    (True, True)
 """
 from __future__ import annotations
 

@@ -5,8 +5,21 @@ position ``start_sample + i`` of the stage: ``start_sample`` is the stage-local 
 already consumed), so a resumed run continues exactly where it stopped. No index wraps: reading past
 the end raises IndexError. Deterministic: the same directory gives the same samples in any process.
 
-    >>> # path = build_index(spec, "cache/");  ds = ReplayDataset(path, start_sample=1000)
-    >>> # ds[0]["text"].shape, ds.source_names[ds.source_of(0)]
+    >>> import tempfile, numpy as np
+    >>> from neox_cpt.data.cache import build_index
+    >>> from neox_cpt.data.indexed import IndexedDatasetWriter
+    >>> from neox_cpt.data.spec import ReplayIndexSpec, SourceSpec
+    >>> tmp = tempfile.mkdtemp()
+    >>> for name, token in (("new", 1), ("old", 2)):
+    ...     with IndexedDatasetWriter(f"{tmp}/{name}", np.uint16) as w:
+    ...         w.add_document([token] * 100)
+    >>> spec = ReplayIndexSpec(new=(SourceSpec(f"{tmp}/new"),), replay=(SourceSpec(f"{tmp}/old"),),
+    ...                        replay_frac=0.25, num_samples=8, seq_length=4)
+    >>> ds = ReplayDataset(build_index(spec, f"{tmp}/cache", progress=False), start_sample=2)
+    >>> len(ds), [ds.source_names[ds.source_of(i)] for i in range(len(ds))]
+    (6, ['new', 'old', 'new', 'new', 'new', 'old'])
+    >>> ds[1]["text"].tolist()
+    [2, 2, 2, 2, 2]
 """
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Summarise a built replay index and verify it against its description (``neox-cpt inspect-index``).
 
-    >>> # problems = verify_index("cache/stage-0123456789abcdef"); problems == []
+    $ neox-cpt inspect-index cache/stage-0123456789abcdef
 """
 from __future__ import annotations
 

@@ -153,8 +153,14 @@ def _per_source(cfg: Mapping[str, Any], key: str, n: int) -> list:
     return values
 
 
+def _normalise(cfg: Mapping[str, Any]) -> dict:
+    """NeoX spelling (``-`` -> ``_``); a key set to None (NeoX's default for grafted keys) counts as unset."""
+    return {str(k).replace("-", "_"): v for k, v in cfg.items() if v is not None}
+
+
 def num_samples_from_config(cfg: Mapping[str, Any]) -> int:
     """Stage samples = (cpt_stage_iters or train_iters) x global batch."""
+    cfg = _normalise(cfg)
     iters = cfg.get("cpt_stage_iters") or cfg.get("train_iters")
     if not iters:
         raise ValueError("train_iters (or cpt_stage_iters) is not set: the index is sized to the stage's samples")
@@ -177,7 +183,7 @@ def replay_spec_from_config(cfg: Mapping[str, Any], num_samples: Optional[int] =
     (+ ``cpt_replay_data_weights`` or ``cpt_replay_weighting: tokens``), or with ``cpt_replay_seen_only``
     the earlier indexes ``cpt_replay_index_paths`` + ``cpt_replay_consumed_samples``.
     """
-    cfg = {str(k).replace("-", "_"): v for k, v in cfg.items()}
+    cfg = _normalise(cfg)
     new_paths = _list(cfg, "cpt_train_data_paths")
     new_weights_key = "cpt_train_data_weights"
     if new_paths is None:
@@ -224,7 +230,7 @@ def replay_spec_from_config(cfg: Mapping[str, Any], num_samples: Optional[int] =
 
 def cache_dir_from_config(cfg: Mapping[str, Any]) -> str:
     """``cpt_index_cache_dir``, or ``<directory of the first new data prefix>/neox_cpt_index``."""
-    cfg = {str(k).replace("-", "_"): v for k, v in cfg.items()}
+    cfg = _normalise(cfg)
     if cfg.get("cpt_index_cache_dir"):
         return str(cfg["cpt_index_cache_dir"])
     first = (_list(cfg, "cpt_train_data_paths") or _list(cfg, "train_data_paths") or _list(cfg, "data_path") or ["."])[0]

@@ -197,3 +197,23 @@ def test_config_keys_give_the_same_spec(two_sources):
     assert replay_spec_from_config(cfg, num_samples=10).num_samples == 10
     with pytest.raises(ValueError, match="cpt_replay_data_weights"):
         replay_spec_from_config(dict(cfg, cpt_replay_data_weights=[1, 2]))
+
+
+def test_config_keys_set_to_none_count_as_unset(two_sources):
+    new, old = two_sources
+    from neox_cpt.data.spec import REPLAY_CONFIG_KEYS
+
+    cfg = {k: None for k in REPLAY_CONFIG_KEYS}
+    cfg.update({"cpt_train_data_paths": [new], "train_iters": 2, "train_batch_size": 3, "seq_length": None})
+    spec = replay_spec_from_config(cfg)
+    assert (spec.replay_frac, spec.replay, spec.seq_length, spec.num_samples) == (0.0, (), 2048, 6)
+
+
+def test_a_published_directory_with_a_truncated_array_is_rebuilt(two_sources, tmp_path):
+    new, old = two_sources
+    path = build_index(spec_of(new, old), tmp_path / "c", progress=False)
+    good = (path / "blend_draw.npy").read_bytes()
+    with open(path / "blend_draw.npy", "r+b") as f:
+        f.truncate(len(good) - 4)  # e.g. a power cut before the data reached the disk
+    assert build_index(spec_of(new, old), tmp_path / "c", progress=False) == path
+    assert (path / "blend_draw.npy").read_bytes() == good
