@@ -13,8 +13,8 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-sys.path.insert(0, str(Path(__file__).parent))
-from trainer_fixtures import base_config, make_sources, records, without_timing  # noqa: E402
+sys.path.insert(0, str(Path(__file__).parent))  # the helpers module beside this file
+from test_trainer_helpers import base_config, make_sources, records, without_timing  # noqa: E402
 
 from neox_cpt.local import checkpoint as ckpt  # noqa: E402
 from neox_cpt.local.config import load_run_config  # noqa: E402

@@ -1,4 +1,4 @@
-"""Tiny synthetic sources and run configs shared by the trainer tests (a helper module, not a test)."""
+"""Tiny synthetic sources and run configs shared by the trainer and config tests (helpers; no tests here)."""
 from __future__ import annotations
 
 import json
