@@ -75,6 +75,17 @@ def run_child(script: Path, args: List[str]) -> dict:
     return result
 
 
+def phase_summary(r: dict) -> str:
+    """megatron-core: its own logged phase timings; neox-cpt: time between the builder's progress reports."""
+    if "phases" in r:
+        return ", ".join(f"{name.strip()} {sec:.1f}s" for name, sec in r["phases"])
+    parts, prev = [], 0.0
+    for stage, (_first, last) in sorted(r.get("stages", {}).items(), key=lambda kv: kv[1][1]):
+        parts.append(f"{stage} {last - prev:.2f}s")
+        prev = last
+    return ", ".join(parts) + f", after publish {r['build_s'] - prev:.2f}s"
+
+
 def gb(x: float) -> str:
     return f"{x / 1e9:.2f} GB" if x >= 1e8 else f"{x / 1e6:.0f} MB"
 
@@ -91,11 +102,14 @@ def run_plan(prefixes: dict, num_samples: int, impls: List[str], reads: int, tag
         cache = DATA_ROOT / "cache" / f"{impl}-{tag}"
         args = ["--prefixes", f"{prefixes['new']},{prefixes['old']}", "--weights", ",".join(map(str, WEIGHTS)),
                 "--num-samples", str(num_samples), "--cache-dir", str(cache), "--reads", str(reads)]
-        print(f"[{impl}] {num_samples:,} samples ...", flush=True)
+        load = os.getloadavg()[0]
+        print(f"[{impl}] {num_samples:,} samples (load average before: {load:.2f}) ...", flush=True)
         results[impl] = r = run_child(CHILDREN[impl], args)
+        r["load_before"], r["load_after"] = load, os.getloadavg()[0]
         print(f"[{impl}] build {r['build_s']:.2f}s | peak RSS {gb(r['peak_rss'])} (anon {gb(r['peak_anon'])}) | "
               f"reopen {r['reopen_s'] * 1e3:.0f} ms | warm reads {r['warm_reads_per_s']:,.0f}/s | "
               f"index files {gb(r['cache_bytes'])}", flush=True)
+        print(f"[{impl}] where the time goes: {phase_summary(r)}", flush=True)
     return results
 
 
@@ -143,6 +157,8 @@ def main() -> None:
     ap.add_argument("--reads", type=int, default=20000, help="random samples read (twice) per implementation")
     ap.add_argument("--no-blend", dest="blend", action="store_false", help="skip the blend-alone timing")
     ap.add_argument("--scaling", default=None, help="comma-separated sample counts for a build-time sweep")
+    ap.add_argument("--megatron-max-samples", type=float, default=200e6,
+                    help="in --scaling, skip megatron-core above this many samples (its RAM grows ~50 B/sample)")
     ap.add_argument("--json-out", default=None, help="also write all results to this JSON file")
     args = ap.parse_args()
 
@@ -153,12 +169,15 @@ def main() -> None:
     if args.scaling:
         report["scaling"] = {}
         for n in [int(float(x)) for x in args.scaling.split(",")]:
-            res = run_plan(prefixes, n, impls, reads=1000, tag="scaling")
-            report["scaling"][n] = res
-        print("\n| samples | " + " | ".join(f"{i} build (s) | {i} peak RSS" for i in impls) + " |")
-        print("|---|" + "---|---|" * len(impls))
+            # megatron-core holds ~50 bytes per sample in RAM: past ~200M samples it cannot fit in 24 GB.
+            fits = [i for i in impls if i != "megatron" or n <= args.megatron_max_samples]
+            report["scaling"][n] = run_plan(prefixes, n, fits, reads=1000, tag="scaling")
+        print("\n| samples | " + " | ".join(f"{i} build (s) | {i} peak RSS | {i} index files" for i in impls) + " |")
+        print("|---|" + "---|---|---|" * len(impls))
         for n, res in report["scaling"].items():
-            print(f"| {n:,} | " + " | ".join(f"{res[i]['build_s']:.2f} | {gb(res[i]['peak_rss'])}" for i in impls) + " |")
+            cells = [f"{res[i]['build_s']:.2f} | {gb(res[i]['peak_rss'])} | {gb(res[i]['cache_bytes'])}" if i in res
+                     else "not run | (RAM) | " for i in impls]
+            print(f"| {n:,} | " + " | ".join(cells) + " |")
     else:
         num_samples = max(1, round(PLAN_SAMPLES * args.scale))
         report["plan"] = run_plan(prefixes, num_samples, impls, args.reads, tag=f"plan-{args.scale:g}")

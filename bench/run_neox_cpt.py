@@ -50,10 +50,17 @@ def main() -> None:
     shutil.rmtree(args.cache_dir, ignore_errors=True)
     rss_before = peak_rss_bytes()
     t_start = time.time()
-    t0 = time.perf_counter()
+    t0 = t0_build = time.perf_counter()
     # The spec is part of the build: it opens the data files and hashes their identity.
     spec = replay_spec_from_config(cfg, num_samples=args.num_samples)
-    index_dir = build_index(spec, args.cache_dir, progress=False)
+    spec_s = time.perf_counter() - t0
+    stages = {}  # stage -> [first report, last report] (perf_counter), from the builder's progress callback
+
+    def track(stage: str, done: int, total: int) -> None:
+        now = time.perf_counter()
+        stages.setdefault(stage, [now, now])[1] = now
+
+    index_dir = build_index(spec, args.cache_dir, progress=track)
     build_s = time.perf_counter() - t0
     t_end = time.time()
     build_peak = peak_rss_bytes()
@@ -72,7 +79,8 @@ def main() -> None:
     print(json.dumps({
         "impl": "neox-cpt", "import_s": import_s, "build_s": build_s, "build_window": [t_start, t_end],
         "rss_before_build": rss_before, "peak_rss": build_peak, "reopen_s": reopen_s, **reads,
-        "cache_bytes": cache_bytes, "realised": realised, "index_dir": str(index_dir),
+        "cache_bytes": cache_bytes, "realised": realised, "spec_s": spec_s,
+        "stages": {k: [a - t0_build, b - t0_build] for k, (a, b) in stages.items()}, "index_dir": str(index_dir),
     }))
 
 
