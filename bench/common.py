@@ -13,6 +13,12 @@ def peak_rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
+def cpu_seconds() -> float:
+    """User + system CPU time of this process (all threads): robust to other jobs sharing the cores."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
 def random_reads(get: Callable[[int], Any], num_samples: int, count: int, seed: int = 0) -> Dict[str, float]:
     """Read ``count`` random samples twice; the second (warm, pages cached) pass is the figure.
 

@@ -106,7 +106,7 @@ def run_plan(prefixes: dict, num_samples: int, impls: List[str], reads: int, tag
         print(f"[{impl}] {num_samples:,} samples (load average before: {load:.2f}) ...", flush=True)
         results[impl] = r = run_child(CHILDREN[impl], args)
         r["load_before"], r["load_after"] = load, os.getloadavg()[0]
-        print(f"[{impl}] build {r['build_s']:.2f}s | peak RSS {gb(r['peak_rss'])} (anon {gb(r['peak_anon'])}) | "
+        print(f"[{impl}] build {r['build_s']:.2f}s (CPU {r['build_cpu_s']:.2f}s) | peak RSS {gb(r['peak_rss'])} (anon {gb(r['peak_anon'])}) | "
               f"reopen {r['reopen_s'] * 1e3:.0f} ms | warm reads {r['warm_reads_per_s']:,.0f}/s | "
               f"index files {gb(r['cache_bytes'])}", flush=True)
         print(f"[{impl}] where the time goes: {phase_summary(r)}", flush=True)
@@ -118,7 +118,8 @@ def print_comparison(res: Dict[str, dict]) -> None:
     if not {"megatron", "neox-cpt"} <= set(res):
         return
     m, n = res["megatron"], res["neox-cpt"]
-    rows = [("cold build (s)", m["build_s"], n["build_s"], "{:.2f}", False),
+    rows = [("cold build, wall (s)", m["build_s"], n["build_s"], "{:.2f}", False),
+            ("cold build, CPU user+sys (s)", m["build_cpu_s"], n["build_cpu_s"], "{:.2f}", False),
             ("peak RSS (GB)", m["peak_rss"] / 1e9, n["peak_rss"] / 1e9, "{:.3f}", False),
             ("peak anonymous RSS (GB)", m["peak_anon"] / 1e9, n["peak_anon"] / 1e9, "{:.3f}", False),
             ("reopen from cache (ms)", m["reopen_s"] * 1e3, n["reopen_s"] * 1e3, "{:.0f}", False),

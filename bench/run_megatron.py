@@ -22,7 +22,7 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import peak_rss_bytes, random_reads  # noqa: E402
+from common import cpu_seconds, peak_rss_bytes, random_reads  # noqa: E402
 
 
 class _Tok:
@@ -85,9 +85,11 @@ def main() -> None:
     )
     rss_before = peak_rss_bytes()
     t_start = time.time()
+    cpu0 = cpu_seconds()
     t0 = time.perf_counter()
     train, _, _ = BlendedMegatronDatasetBuilder(GPTDataset, [args.num_samples, 0, 0], lambda: True, config).build()
     build_s = time.perf_counter() - t0
+    build_cpu_s = cpu_seconds() - cpu0
     t_end = time.time()
     build_peak = peak_rss_bytes()
     assert len(train) == args.num_samples, (len(train), args.num_samples)
@@ -105,7 +107,7 @@ def main() -> None:
     dist.destroy_process_group()
     shutil.rmtree(os.path.dirname(store), ignore_errors=True)
     print(json.dumps({
-        "impl": "megatron-core 0.16.1", "import_s": import_s, "build_s": build_s, "build_window": [t_start, t_end],
+        "impl": "megatron-core 0.16.1", "import_s": import_s, "build_s": build_s, "build_cpu_s": build_cpu_s, "build_window": [t_start, t_end],
         "rss_before_build": rss_before, "peak_rss": build_peak, "reopen_s": reopen_s, **reads,
         "cache_bytes": cache_bytes, "realised_samples": realised, "phases": cold_phases,
         "torch": torch.__version__,
