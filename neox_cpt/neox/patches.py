@@ -17,6 +17,7 @@ Order inside ``pretrain``: data loaders (:246) -> scheduler + DeepSpeed + checkp
 import contextlib
 import functools
 import logging
+import sys
 from typing import Any, Callable, Dict, Iterator
 
 from neox_cpt.neox import integration, stages
@@ -93,13 +94,15 @@ def _log_rank0(message: str) -> None:
 
 
 def _ensure_handler() -> None:
-    """NeoX configures no logging handlers; without one our INFO line would be dropped."""
-    root = logging.getLogger("neox_cpt")
-    if not logging.getLogger().handlers and not root.handlers:
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("[neox-cpt] %(message)s"))
-        root.addHandler(handler)
-        root.setLevel(logging.INFO)
+    """NeoX workers print and configure no logging (only deepy.py does), so inside NeoX the plugin's lines get
+    their own stdout handler (NeoX tees stdout into its log files); not propagated, so never printed twice."""
+    plugin = logging.getLogger("neox_cpt.neox")
+    if not plugin.handlers:
+        handler = logging.StreamHandler(sys.stdout)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        plugin.addHandler(handler)
+        plugin.setLevel(logging.INFO)
+        plugin.propagate = False
 
 
 @contextlib.contextmanager
