@@ -40,7 +40,8 @@ PAPER_PLANS: Dict[str, Tuple[Dict[str, Any], Dict[str, Any]]] = {
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", default="runs/demo", help="output directory (default: runs/demo)")
+    parser.add_argument("--out", default="runs/demo",
+                        help="output directory (default: runs/demo; with --compare: runs/compare)")
     parser.add_argument("--schedules-only", action="store_true",
                         help="render the paper's multi-stage LR plans to a PNG and a table; no training")
     parser.add_argument("--compare", action="store_true", help="run the paper's comparison (docs/results.md)")
@@ -48,7 +49,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="--compare: which shift to run (default both)")
     parser.add_argument("--reduced", action="store_true",
                         help="--compare: smaller token budgets (about a third of the time), labelled as reduced")
-    parser.add_argument("--config", default=None, help="demo run config (default: configs/local/demo.yml)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads (default: the config's, 0 = all cores; 1 is faster on a busy machine)")
+    parser.add_argument("--config", default=None,
+                        help="run config (default: configs/local/demo.yml; with --compare: configs/local/compare.yml)")
 
 
 def render_paper_plans(out_dir: Path) -> Path:
@@ -128,8 +132,9 @@ def run(args: argparse.Namespace) -> int:
     if args.compare:
         shifts: Sequence[str] = ("german", "bible") if args.shift == "both" else (args.shift,)
         out = Path(args.out) if args.out != "runs/demo" else Path("runs/compare")
-        report = experiments.run_comparison(out, shifts=shifts, reduced=args.reduced)
+        report = experiments.run_comparison(out, shifts=shifts, reduced=args.reduced,
+                                            config=Path(args.config) if args.config else None, threads=args.threads)
     else:
-        report = experiments.run_demo(out, config_path=args.config)
+        report = experiments.run_demo(out, config=Path(args.config) if args.config else None, threads=args.threads)
     print(f"done in {time.time() - start:.0f} s; report: {report}")
     return 0

@@ -19,8 +19,13 @@ recommended replay. Replay is compute-equivalent: it replaces new tokens in a st
 """
 from __future__ import annotations
 
+import logging
+import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+
+logger = logging.getLogger(__name__)
 
 D0_SOURCE = "sotu"
 """The pre-training data of every shift: State of the Union addresses (English)."""
@@ -56,10 +61,11 @@ class Budget:
     """Shown in the report title (``reduced`` for the shortened run)."""
 
 
-# ~7k tokens/s at hidden 128 on 2 cores: FULL trains 4 x d0 + 14 x d1 = 18.2M tokens (~45 min plus eval),
-# REDUCED 9.1M tokens. D1/D0 = 0.4 keeps CPT at 40 % of the union's tokens, the paper's German ratio.
-FULL = Budget(d0_tokens=2_000_000, d1_tokens=800_000)
-REDUCED = Budget(d0_tokens=1_000_000, d1_tokens=400_000, label="reduced")
+# ~7k tokens/s at hidden 128 on 2 idle cores: FULL trains 4 x d0 + 14 x d1 = 15.4M tokens (~37 min plus
+# evaluation), REDUCED a quarter of that (for a busy machine). A continual stage of 0.4 x D0 costs 29 % of
+# the union re-training's tokens (the paper: 40 % for German, 50 % for SlimPajama).
+FULL = Budget(d0_tokens=1_600_000, d1_tokens=640_000)
+REDUCED = Budget(d0_tokens=400_000, d1_tokens=160_000, label="reduced")
 
 
 @dataclass(frozen=True)
@@ -176,3 +182,176 @@ def plan_table(runs: Sequence[RunPlan]) -> List[Mapping[str, Any]]:
     """Rows for docs: name, label, start, tokens, sources."""
     return [{"run": r.name, "what": r.label, "starts_from": r.init_from or "scratch", "tokens": r.num_tokens,
              "sources": ", ".join(f"{s} {100 * w:.0f} %" for st in r.stages for s, w in st.sources)} for r in runs]
+
+
+@dataclass(frozen=True)
+class Target:
+    """One of the comparison's targets, measured."""
+
+    what: str
+    """The target in words."""
+    value: str
+    """What was measured."""
+    met: Optional[bool]
+    """Whether it holds (None when a needed run is missing)."""
+
+
+def target_checks(rows: Mapping[str, Any], shift: str) -> List[Target]:
+    """The issue's targets for one shift from report rows (``neox_cpt.local.report.Row``) keyed by run name."""
+    rec = SHIFTS[shift].replay_frac
+    none = rows.get(f"{shift}/cpt_replay0")
+    best = rows.get(f"{shift}/cpt_replay{round(100 * rec)}")
+    union = rows.get(f"{shift}/union")
+    out: List[Target] = []
+    if none is None or best is None or none.forgetting is None or best.forgetting is None:
+        return [Target("replay targets", "runs missing", None)]
+    out.append(Target("without replay the D0 loss rises clearly", f"+{none.forgetting:.3f} nats",
+                      none.forgetting > 0.05))
+    removed = 1.0 - best.forgetting / none.forgetting if none.forgetting > 0 else float("nan")
+    out.append(Target(f"{round(100 * rec)} % replay removes >= half of that rise",
+                      f"{100 * removed:.0f} % removed (+{best.forgetting:.3f} left)", removed >= 0.5))
+    cost = best.d1_loss - none.d1_loss
+    out.append(Target("at a D1 cost < 0.05 nats", f"{cost:+.3f} nats", cost < 0.05))
+    if union is None or union.avg_loss is None or best.compute_vs_union is None:
+        out.append(Target("within 2 % of union re-training", "union run missing", None))
+        return out
+    gap = best.avg_loss / union.avg_loss - 1.0
+    out.append(Target("CPT avg loss within 2 % of union re-training",
+                      f"{best.avg_loss:.3f} vs {union.avg_loss:.3f} ({100 * gap:+.1f} %)", gap <= 0.02))
+    out.append(Target("on <= 60 % of the union's tokens", f"{100 * best.compute_vs_union:.0f} %",
+                      best.compute_vs_union <= 0.6))
+    return out
+
+
+def targets_markdown(targets_by_shift: Mapping[str, Sequence[Target]]) -> str:
+    """A Markdown table of the targets per shift."""
+    mark = {True: "yes", False: "**no**", None: "n/a"}
+    lines = ["| shift | target | measured | met |", "|---|---|---|---|"]
+    for shift, targets in targets_by_shift.items():
+        lines += [f"| {shift} | {t.what} | {t.value} | {mark[t.met]} |" for t in targets]
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------- trainer configs and runs
+
+
+def repo_configs_dir() -> Path:
+    """``configs/local`` of the source tree (the package is installed editable by ``make demo``)."""
+    return Path(__file__).resolve().parents[2] / "configs" / "local"
+
+
+def load_yaml(path: Path) -> Dict[str, Any]:
+    import yaml
+
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: config not found; run from a checkout of neox-cpt (pip install -e .) or "
+                                "pass --config PATH")
+    return dict(yaml.safe_load(path.read_text()) or {})
+
+
+def trainer_config(run: RunPlan, base: Mapping[str, Any], root: Path, eval_sources: Sequence[str]) -> Dict[str, Any]:
+    """The local trainer's run config (docs/local.md) for a planned run: ``base`` plus its one stage."""
+    (stage,) = run.stages
+    replay = [(s, w) for s, w in stage.sources if stage.replay_frac > 0 and s == D0_SOURCE]
+    new = [(s, w) for s, w in stage.sources if (s, w) not in replay]
+    entry: Dict[str, Any] = {"name": stage.name, "sources": {s: float(w) for s, w in new},
+                             "tokens": stage.num_tokens, **dict(stage.schedule)}
+    if replay:
+        entry.update(replay_frac=stage.replay_frac, replay_sources={D0_SOURCE: 1.0})
+    if run.init_from:
+        entry.update(init_from=str((root / run.init_from).resolve()), reset_optimizer=True)
+    cfg = {k: v for k, v in base.items() if k not in ("stages", "run_dir")}
+    cfg["name"] = run.name
+    cfg["eval"] = {**dict(base.get("eval") or {}), "sources": list(eval_sources)}
+    cfg["stages"] = [entry]
+    return cfg
+
+
+def _eval_sources(run: RunPlan, shifts: Sequence[str]) -> List[str]:
+    if run.name.startswith(tuple(f"{s}/" for s in SHIFTS)):
+        return [D0_SOURCE, run.name.split("/")[0]]
+    return [D0_SOURCE] + [SHIFTS[s].d1 for s in shifts]
+
+
+def run_plan(runs: Sequence[RunPlan], base: Mapping[str, Any], root: Path, shifts: Sequence[str]) -> Dict[str, float]:
+    """Train every run in order under ``root`` (finished runs are reused); returns wall seconds per run."""
+    from neox_cpt.local.trainer import train
+
+    times: Dict[str, float] = {}
+    for i, run in enumerate(runs, 1):
+        logger.info("compare | run %d/%d: %s (%s, %s tokens)", i, len(runs), run.name, run.label, f"{run.num_tokens:,}")
+        t0 = time.perf_counter()
+        train(trainer_config(run, base, root, _eval_sources(run, shifts)), root / run.name)
+        times[run.name] = time.perf_counter() - t0
+    return times
+
+
+def shift_report(root: Path, shift: str, runs: Sequence[RunPlan], title: str) -> Tuple[Path, List[Target]]:
+    """The report of one shift (the shared D0 runs first) and its targets."""
+    from neox_cpt.local.report import Roles, load_run, table_rows
+    from neox_cpt.local.report_render import write_report
+
+    names = [r.name for r in runs if "/" not in r.name or r.name.startswith(f"{shift}/")]
+    loaded = [load_run(root / n, name=n) for n in names]
+    roles = Roles(D0_SOURCE, SHIFTS[shift].d1)
+    targets = target_checks({r.name: r for r in table_rows(loaded, roles)}, shift)
+    notes = "## Targets\n\n" + targets_markdown({shift: targets})
+    return write_report(loaded, root / shift / "report", roles=roles, title=title, notes=notes), targets
+
+
+def run_comparison(root: Path, shifts: Sequence[str] = ("german", "bible"), reduced: bool = False,
+                   config: Optional[Path] = None, threads: Optional[int] = None) -> Path:
+    """Train the comparison under ``root`` and write one report per shift plus ``root/results.md``."""
+    from neox_cpt.local.demo_data import prepare_demo_data
+
+    manifest = prepare_demo_data()
+    missing = [s for s in shifts if SHIFTS[s].d1 not in manifest.source_names]
+    if missing:
+        raise ValueError(f"--shift {','.join(missing)}: those sources could not be prepared "
+                         f"({dict(manifest.unavailable)}); run --shift bible")
+    budget = REDUCED if reduced else FULL
+    runs = comparison_plan(shifts, budget)
+    base = load_yaml(config or repo_configs_dir() / "compare.yml")
+    if threads is not None:
+        base["threads"] = threads
+    t0 = time.perf_counter()
+    times = run_plan(runs, base, root, shifts)
+    total = time.perf_counter() - t0
+    parts = [f"# neox-cpt comparison ({budget.label} budget: D0 {budget.d0_tokens:,} tokens, "
+             f"D1 stage {budget.d1_tokens:,} tokens)", "", f"Wall time of this invocation: {total / 60:.1f} min "
+             f"({len(runs)} runs; finished runs are reused).", ""]
+    all_targets = {}
+    for shift in shifts:
+        report, all_targets[shift] = shift_report(root, shift, runs, f"sotu -> {shift} ({budget.label} budget)")
+        parts += [f"- {shift}: [{report.relative_to(root)}]({report.relative_to(root)})"]
+    parts += ["", "## Targets", "", targets_markdown(all_targets), "", "## Wall time per run (this invocation)", "",
+              "| run | seconds |", "|---|---|"] + [f"| {k} | {v:.0f} |" for k, v in times.items()]
+    path = root / "results.md"
+    path.write_text("\n".join(parts) + "\n")
+    return path
+
+
+def run_demo(out: Path, config: Optional[Path] = None, threads: Optional[int] = None) -> Path:
+    """The embedded default: data, then configs/local/demo.yml (German) or demo_english.yml, then the report."""
+    from neox_cpt.local.demo_data import prepare_demo_data
+    from neox_cpt.local.report import Roles, load_run
+    from neox_cpt.local.report_render import write_report
+    from neox_cpt.local.trainer import train
+
+    manifest = prepare_demo_data()
+    d1 = "german"
+    if config is None:
+        config = repo_configs_dir() / "demo.yml"
+        if "german" not in manifest.source_names:
+            logger.warning("demo | the German man pages are unavailable (%s): falling back to the English pair "
+                           "sotu -> bible (configs/local/demo_english.yml)", dict(manifest.unavailable).get("german"))
+            config, d1 = repo_configs_dir() / "demo_english.yml", "bible"
+    cfg = load_yaml(config)
+    if threads is not None:
+        cfg["threads"] = threads
+    run_dir = out / ("run" if d1 == "german" else "run_english")
+    train(cfg, run_dir)
+    run = load_run(run_dir, name=f"sotu -> {d1}")
+    return write_report([run], out / "report", roles=Roles(D0_SOURCE, d1),
+                        title=f"neox-cpt demo: sotu -> {d1}, re-warm + re-decay + replay",
+                        notes=f"Config: `{config}`. Run directory: `{run_dir}`.")

@@ -66,3 +66,24 @@ def test_budgets_meet_the_compute_target():
 def test_unknown_shift():
     with pytest.raises(ValueError, match="choose from"):
         comparison_plan(("french",), BUDGET)
+
+
+def test_target_checks():
+    from neox_cpt.local.experiments import target_checks, targets_markdown
+    from neox_cpt.local.report import Row
+
+    def row(name, d0, d1, forgetting, compute):
+        return Row(name, "cpt", d0, d1, (d0 + d1) / 2, 100, compute, forgetting)
+
+    rows = {r.name: r for r in (row("german/cpt_replay0", 4.0, 2.0, 0.5, 0.4),
+                                row("german/cpt_replay25", 3.7, 2.04, 0.2, 0.4),
+                                row("german/union", 3.6, 2.1, 0.1, 1.0))}
+    targets = target_checks(rows, "german")
+    assert [t.met for t in targets] == [True, True, True, True, True]
+    assert targets[1].value == "60 % removed (+0.200 left)"
+    assert targets[3].value == "2.870 vs 2.850 (+0.7 %)"
+    rows["german/cpt_replay25"] = row("german/cpt_replay25", 3.9, 2.06, 0.4, 0.4)
+    assert [t.met for t in target_checks(rows, "german")] == [True, False, False, False, True]
+    assert target_checks({}, "bible")[0].met is None
+    assert "| german | without replay the D0 loss rises clearly | +0.500 nats | yes |" in targets_markdown(
+        {"german": targets})

@@ -1,0 +1,75 @@
+"""The demo's shipped configs and the comparison's generated trainer configs load and validate (no data,
+no network: sources are replaced by placeholder prefixes, which validation does not open)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from neox_cpt.local.config import load_run_config
+from neox_cpt.local.experiments import (FULL, REDUCED, Budget, comparison_plan, load_yaml, repo_configs_dir,
+                                        trainer_config)
+from neox_cpt.schedules import schedule_from_config
+
+FAKE_DATA = {"sources": {s: {"train": f"/nonexistent/{s}_train", "valid": f"/nonexistent/{s}_valid"}
+                         for s in ("sotu", "bible", "german")}}
+
+
+def offline(cfg):
+    return {**cfg, "data": FAKE_DATA, "model": {**cfg["model"], "vocab_size": 8192}}
+
+
+@pytest.mark.parametrize("name, d1, replay", [("demo.yml", "german", 0.25), ("demo_english.yml", "bible", 0.05)])
+def test_demo_configs(name, d1, replay):
+    raw = load_yaml(repo_configs_dir() / name)
+    assert raw["data"] == {"manifest": "demo"}
+    cfg = load_run_config(offline(raw))
+    d0, cpt = cfg.stages
+    assert (d0.name, d0.num_steps, d0.num_tokens) == ("d0", 977, 977 * 2048)
+    assert (cpt.init_from, cpt.reset_optimizer, cpt.num_steps) == ("d0", True, 391)
+    assert cpt.train_shares() == {d1: 1 - replay, "sotu": replay}
+    assert cfg.eval_sources == ("sotu", d1)
+
+
+def test_compare_configs_validate(tmp_path):
+    base = load_yaml(repo_configs_dir() / "compare.yml")
+    runs = comparison_plan(("german", "bible"), FULL)
+    by_name = {}
+    for run in runs:
+        cfg = load_run_config(offline(trainer_config(run, base, tmp_path, ["sotu", "german"])))
+        by_name[run.name] = cfg
+        (stage,) = cfg.stages
+        assert stage.num_tokens - run.num_tokens < 2048  # budgets round up to whole steps
+    cpt = by_name["german/cpt_replay25"].stages[0]
+    assert cpt.init_from == str(tmp_path / "d0") and cpt.init_is_path
+    assert cpt.train_shares() == {"german": 0.75, "sotu": 0.25}
+    assert by_name["bible/union"].stages[0].train_shares() == pytest.approx(
+        {"sotu": FULL.d0_tokens / (FULL.d0_tokens + FULL.d1_tokens),
+         "bible": FULL.d1_tokens / (FULL.d0_tokens + FULL.d1_tokens)}, abs=1e-6)
+    assert by_name["german/d1_scratch"].stages[0].init_from is None
+
+    def schedule(name):
+        from neox_cpt.local.config import stage_mapping
+        cfg = by_name[name]
+        return schedule_from_config(stage_mapping(cfg, cfg.stages[0]))
+
+    const = schedule("german/cpt_const_min")
+    assert const.lr_at(1) == const.lr_at(const.num_steps) == pytest.approx(2e-4)  # eta_min, no re-warm
+    rewarm = schedule("german/cpt_replay25")
+    assert rewarm.lr_at(0) == 0.0 and max(rewarm.lrs(range(20))) == pytest.approx(2e-3)
+    inf = schedule("german/cpt_infinite")
+    assert inf.lr_at(1) == pytest.approx(1.1e-3)  # continues at eta_const = (max + min) / 2: no re-warm
+    assert inf.lr_at(inf.num_steps) == pytest.approx(2e-4)  # annealed at the end
+    d0_inf = schedule("d0_infinite")
+    assert d0_inf.lr_at(d0_inf.num_steps) == pytest.approx(1.1e-3)  # pre-anneal checkpoint
+
+
+def test_schedules_only_demo(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    from neox_cpt.cli import main
+
+    assert main(["demo", "--schedules-only", "--out", str(tmp_path)]) == 0
+    assert (tmp_path / "schedules" / "schedules.png").read_bytes()[:4] == b"\x89PNG"
+    table = (tmp_path / "schedules" / "schedules.md").read_text()
+    assert "| re-warm + re-decay | d1_german | warmup | 132,366–133,251 | 0 | 0.0003 |" in table
+    assert "schedule plans:" in capsys.readouterr().out
