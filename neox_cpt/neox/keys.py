@@ -252,3 +252,19 @@ def stage_config(cfg: Mapping[str, Any]) -> StageConfig:
             raise ValueError("cpt_stage_iters: missing (and cpt_stage_tokens, train_iters unset); set "
                              "cpt_stage_iters to the number of iterations of this stage")
     return StageConfig(**values)
+
+
+def markdown_table(rows: Optional[Sequence[GraftField]] = None) -> str:
+    """The key table of docs/neox.md, generated from the docstrings (``python -m neox_cpt.neox.keys``)."""
+    rows = graft_fields() if rows is None else rows
+    lines = ["| key | type | default | meaning | owner |", "|---|---|---|---|---|"]
+    for r in rows:
+        typ = getattr(r.type, "__name__", str(r.type).replace("typing.", ""))
+        owner = ("data" if "DATA_KEY_DOCS" in r.owner else "schedules" if "schedules" in r.owner else "stages")
+        lines.append(f"| `{r.name}` | {typ} | {'' if r.default is None else r.default} | "
+                     f"{r.doc.replace('|', '/')} | {owner} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(markdown_table())

@@ -104,3 +104,11 @@ def test_schedule_key_table_matches_the_schedule_keys():
     from neox_cpt.schedules.keys import SCHEDULE_KEYS
 
     assert set(keys.KEY_MAPPINGS["neox_cpt.schedules.keys:SCHEDULE_KEYS"]) == set(SCHEDULE_KEYS)
+
+
+def test_docs_key_table_is_generated_from_the_docstrings():
+    import os
+
+    doc = open(os.path.join(os.path.dirname(__file__), "..", "..", "docs", "neox.md")).read()
+    table = doc.split("<!-- keys:start -->\n", 1)[1].split("\n<!-- keys:end -->", 1)[0]
+    assert table == keys.markdown_table(), "regenerate: python -m neox_cpt.neox.keys"

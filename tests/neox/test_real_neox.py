@@ -16,6 +16,7 @@ import pytest
 NEOX_ROOT = os.environ.get("NEOX_CPT_NEOX_ROOT")
 pytestmark = [
     pytest.mark.slow,
+    pytest.mark.neox,
     pytest.mark.skipif(not NEOX_ROOT, reason="opt-in: set NEOX_CPT_NEOX_ROOT to a GPT-NeoX checkout (docs/neox.md)"),
 ]
 HERE = os.path.dirname(os.path.abspath(__file__))
