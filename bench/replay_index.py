@@ -104,7 +104,11 @@ def run_plan(prefixes: dict, num_samples: int, impls: List[str], reads: int, tag
                 "--num-samples", str(num_samples), "--cache-dir", str(cache), "--reads", str(reads)]
         load = os.getloadavg()[0]
         print(f"[{impl}] {num_samples:,} samples (load average before: {load:.2f}) ...", flush=True)
-        results[impl] = r = run_child(CHILDREN[impl], args)
+        try:
+            results[impl] = r = run_child(CHILDREN[impl], args)
+        except RuntimeError as exc:  # keep the other implementation's figures
+            print(f"[{impl}] FAILED: {exc}", flush=True)
+            continue
         r["load_before"], r["load_after"] = load, os.getloadavg()[0]
         print(f"[{impl}] build {r['build_s']:.2f}s (CPU {r['build_cpu_s']:.2f}s) | peak RSS {gb(r['peak_rss'])} (anon {gb(r['peak_anon'])}) | "
               f"reopen {r['reopen_s'] * 1e3:.0f} ms | warm reads {r['warm_reads_per_s']:,.0f}/s | "
@@ -186,10 +190,13 @@ def main() -> None:
         if args.blend:
             blend_args = ["--num-samples", str(num_samples), "--impl", args.impl]
             env = dict(os.environ, PYTHONWARNINGS="ignore", PYTHONPATH=str(HERE.parent))
-            out = subprocess.run([sys.executable, str(HERE / "run_blend.py"), *blend_args], env=env,
-                                 capture_output=True, text=True, check=True).stdout
-            report["blend"] = json.loads(out.strip().splitlines()[-1])
-            print("\nblend alone (s): " + ", ".join(f"{k} {v:.2f}" for k, v in report["blend"].items()))
+            proc = subprocess.run([sys.executable, str(HERE / "run_blend.py"), *blend_args], env=env,
+                                  capture_output=True, text=True)
+            if proc.returncode == 0:
+                report["blend"] = json.loads(proc.stdout.strip().splitlines()[-1])
+                print("\nblend alone (s): " + ", ".join(f"{k} {v:.2f}" for k, v in report["blend"].items()))
+            else:
+                print(f"\nblend alone: FAILED\n{proc.stderr[-3000:]}")
         print_targets(report["plan"], report.get("blend"), args.scale)
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(report, indent=1, default=str))
