@@ -128,6 +128,8 @@ def print_comparison(res: Dict[str, dict]) -> None:
             ("peak anonymous RSS (GB)", m["peak_anon"] / 1e9, n["peak_anon"] / 1e9, "{:.3f}", False),
             ("reopen from cache (ms)", m["reopen_s"] * 1e3, n["reopen_s"] * 1e3, "{:.0f}", False),
             ("warm random reads (samples/s)", m["warm_reads_per_s"], n["warm_reads_per_s"], "{:,.0f}", True),
+            ("warm reads, tokens only (samples/s)", m.get("warm_token_reads_per_s", float("nan")),
+             n["warm_reads_per_s"], "{:,.0f}", True),
             ("first-pass random reads (samples/s)", m["first_pass_reads_per_s"], n["first_pass_reads_per_s"],
              "{:,.0f}", True),
             ("index files (GB)", m["cache_bytes"] / 1e9, n["cache_bytes"] / 1e9, "{:.2f}", False)]

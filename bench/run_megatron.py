@@ -103,6 +103,14 @@ def main() -> None:
     reopen_s = time.perf_counter() - t0
 
     reads = random_reads(lambda i: train[i]["tokens"], len(train), args.reads)
+    # The same positions, tokens only (no torch tensors, masks or position ids): NeoX's sample format.
+    d_index, d_sample = train.dataset_index, train.dataset_sample_index
+
+    def tokens_only(i: int):
+        return train.datasets[d_index[i]]._query_document_sample_shuffle_indices(int(d_sample[i]))[0]
+
+    raw = random_reads(tokens_only, len(train), args.reads)
+    reads["warm_token_reads_per_s"] = raw["warm_reads_per_s"]
     cache_bytes = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(args.cache_dir) for f in fs)
     dist.destroy_process_group()
     shutil.rmtree(os.path.dirname(store), ignore_errors=True)
