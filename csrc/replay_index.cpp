@@ -177,72 +177,134 @@ void sample_seek(const py::array& slot_sizes, uint64_t key, int64_t seq_length, 
 }
 
 // ---------------------------------------------------------------------------------------------------
-// blend(start, replay_ppm, group, weights, counts, source_out, draw_out)
-// Position p is a replay position iff floor(r (p+1) / 1e6) > floor(r p / 1e6), r = replay_ppm; within the
-// chosen group the source with the largest deficit weights[i] * (p + 1) - counts[i] wins (lowest index on
-// ties). source_out[k] = that source and draw_out[k] = its count before the draw, for p = start + k.
-template <typename S, typename K>
-__attribute__((flatten)) void blend_impl(int64_t start, int64_t ppm, const int8_t* group, const double* w, int64_t* counts, int64_t ns,
-                S* src, K* draw, int64_t count) {
-    constexpr int64_t kDen = 1000000;
-    std::vector<int64_t> members[2];
-    for (int64_t i = 0; i < ns; ++i) members[group[i] ? 1 : 0].push_back(i);
-    for (int64_t k = 0; k < count; ++k) {
-        const int64_t p = start + k;
-        const int g = (ppm * (p + 1)) / kDen > (ppm * p) / kDen ? 1 : 0;
-        const std::vector<int64_t>& m = members[g];
-        const double clock = static_cast<double>(p + 1);
-        int64_t best = m[0];
-        double best_deficit = w[best] * clock - static_cast<double>(counts[best]);
-        for (size_t t = 1; t < m.size(); ++t) {
-            const int64_t i = m[t];
-            const double deficit = w[i] * clock - static_cast<double>(counts[i]);
-            if (deficit > best_deficit) {
-                best = i;
-                best_deficit = deficit;
-            }
+// blend_table(weights, ids, table_out, count_out): one period of a group's source sequence. weights are
+// integers summing to D = len(table_out); pick m (0-based) takes the member with the largest deficit
+// weights[t] * (m + 1) - D * c_t (lowest index on ties), table_out[m] = ids[t], count_out[m] = c_t
+// before the pick. After D picks every c_t = weights[t], so the sequence repeats with period D.
+template <typename S>
+void blend_table_impl(const int64_t* w, const int64_t* ids, int64_t k, int64_t period, S* table, int32_t* cnt) {
+    std::vector<int64_t> c(static_cast<size_t>(k), 0);
+    for (int64_t m = 0; m < period; ++m) {
+        int64_t best = 0, best_deficit = w[0] * (m + 1) - period * c[0];
+        for (int64_t t = 1; t < k; ++t) {
+            const int64_t deficit = w[t] * (m + 1) - period * c[t];
+            const bool better = deficit > best_deficit;
+            best = better ? t : best;
+            best_deficit = better ? deficit : best_deficit;
         }
-        src[k] = static_cast<S>(best);
-        draw[k] = static_cast<K>(counts[best]);
-        ++counts[best];
+        table[m] = static_cast<S>(ids[best]);
+        cnt[m] = static_cast<int32_t>(c[best]);
+        ++c[best];
     }
 }
 
+void blend_table(const py::array& weights, const py::array& ids, py::array table_out, py::array count_out) {
+    if (!is(weights, 'i', 8) || !is(ids, 'i', 8) || ids.size() != weights.size() || weights.size() == 0)
+        throw std::invalid_argument("blend_table: weights and ids must be int64[k], k >= 1");
+    if (!is(count_out, 'i', 4) || count_out.size() != table_out.size())
+        throw std::invalid_argument("blend_table: count_out must be int32 of the size of table_out");
+    const int64_t k = weights.size(), period = table_out.size();
+    const int64_t* w = cptr_of<int64_t>(weights, "weights");
+    int64_t total = 0;
+    for (int64_t t = 0; t < k; ++t) {
+        if (w[t] < 0) throw std::invalid_argument("blend_table: negative weight");
+        total += w[t];
+    }
+    if (total != period || period > (int64_t{1} << 31)) throw std::invalid_argument("blend_table: weights must sum to len(table_out)");
+    const int64_t* i = cptr_of<int64_t>(ids, "ids");
+    int32_t* cnt = ptr_of<int32_t>(count_out, "count_out");
+    if (is(table_out, 'u', 1)) {
+        uint8_t* tb = ptr_of<uint8_t>(table_out, "table_out");
+        py::gil_scoped_release release;
+        blend_table_impl(w, i, k, period, tb, cnt);
+    } else if (is(table_out, 'u', 2)) {
+        uint16_t* tb = ptr_of<uint16_t>(table_out, "table_out");
+        py::gil_scoped_release release;
+        blend_table_impl(w, i, k, period, tb, cnt);
+    } else {
+        throw std::invalid_argument("blend_table: table_out must be uint8 or uint16");
+    }
+}
+
+// blend(start, replay_ppm, table_new, count_new, table_replay, count_replay, weight_of, source_out, draw_out)
+// Position p is a replay position iff floor(r (p + 1) / 1e6) > floor(r p / 1e6), r = replay_ppm; it is the
+// group's pick m = floor(r p / 1e6) (replay) or p - floor(r p / 1e6) (new), which takes source
+// s = table[m mod D] as its draw (m div D) * weight_of[s] + count[m mod D]. Closed form: no state, any
+// chunk can be computed on its own.
+template <typename S, typename K, int64_t kPeriod>
+void blend_impl(int64_t start, int64_t ppm, const S* const* table, const int32_t* const* cnt, const int64_t* period_of,
+                const int64_t* weight_of, S* src, K* draw, int64_t count) {
+    constexpr int64_t kDen = 1000000;
+    for (int64_t k = 0; k < count; ++k) {
+        const int64_t p = start + k;
+        const int64_t before = (ppm * p) / kDen;
+        const int g = (ppm * (p + 1)) / kDen > before ? 1 : 0;
+        const int64_t m = g ? before : p - before;
+        const int64_t period = kPeriod > 0 ? kPeriod : period_of[g];
+        const int64_t q = m / period, r = m - q * period;
+        const S s = table[g][r];
+        src[k] = s;
+        draw[k] = static_cast<K>(q * weight_of[s] + cnt[g][r]);
+    }
+}
+
+template <typename S, typename K>
+void blend_run(int64_t start, int64_t ppm, const S* const* table, const int32_t* const* cnt, const int64_t* period_of,
+               const int64_t* weight_of, S* src, K* draw, int64_t count) {
+    if (period_of[0] == 1000000 && period_of[1] == 1000000)
+        blend_impl<S, K, 1000000>(start, ppm, table, cnt, period_of, weight_of, src, draw, count);
+    else
+        blend_impl<S, K, 0>(start, ppm, table, cnt, period_of, weight_of, src, draw, count);
+}
+
 template <typename S>
-void blend_dispatch_draw(int64_t start, int64_t ppm, const int8_t* g, const double* w, int64_t* c, int64_t ns,
-                         S* s, py::array& draw_out, int64_t count) {
+void blend_typed(int64_t start, int64_t ppm, const py::array* tables, const py::array* counts, const int64_t* w,
+                 py::array& source_out, py::array& draw_out) {
+    const S* table[2] = {cptr_of<S>(tables[0], "table"), cptr_of<S>(tables[1], "table")};
+    const int32_t* cnt[2] = {cptr_of<int32_t>(counts[0], "count"), cptr_of<int32_t>(counts[1], "count")};
+    const int64_t period_of[2] = {static_cast<int64_t>(tables[0].size()), static_cast<int64_t>(tables[1].size())};
+    S* src = ptr_of<S>(source_out, "source_out");
+    const int64_t count = source_out.size();
     if (is(draw_out, 'i', 4)) {
         int32_t* d = ptr_of<int32_t>(draw_out, "draw_out");
         py::gil_scoped_release release;
-        blend_impl(start, ppm, g, w, c, ns, s, d, count);
+        blend_run(start, ppm, table, cnt, period_of, w, src, d, count);
     } else if (is(draw_out, 'i', 8)) {
         int64_t* d = ptr_of<int64_t>(draw_out, "draw_out");
         py::gil_scoped_release release;
-        blend_impl(start, ppm, g, w, c, ns, s, d, count);
+        blend_run(start, ppm, table, cnt, period_of, w, src, d, count);
     } else {
         throw std::invalid_argument("blend: draw_out must be int32 or int64");
     }
 }
 
-void blend(int64_t start, int64_t replay_ppm, const py::array& group, const py::array& weights, py::array counts,
+void blend(int64_t start, int64_t replay_ppm, const py::array& table_new, const py::array& count_new,
+           const py::array& table_replay, const py::array& count_replay, const py::array& weight_of,
            py::array source_out, py::array draw_out) {
-    const int64_t ns = weights.size();
-    if (!is(group, 'i', 1) || group.size() != ns) throw std::invalid_argument("blend: group must be int8[n_sources]");
-    if (!is(weights, 'f', 8)) throw std::invalid_argument("blend: weights must be float64");
-    if (!is(counts, 'i', 8) || counts.size() != ns) throw std::invalid_argument("blend: counts must be int64[n_sources]");
     if (replay_ppm < 0 || replay_ppm >= 1000000) throw std::invalid_argument("blend: replay_ppm outside [0, 1e6)");
-    const int64_t count = source_out.size();
-    if (draw_out.size() != count) throw std::invalid_argument("blend: outputs differ in size");
-    const int8_t* g = cptr_of<int8_t>(group, "group");
-    bool has[2] = {false, false};
-    for (int64_t i = 0; i < ns; ++i) has[g[i] ? 1 : 0] = true;
-    if (!has[0] || (replay_ppm > 0 && !has[1])) throw std::invalid_argument("blend: a group that gets positions has no source");
-    const double* w = cptr_of<double>(weights, "weights");
-    int64_t* c = ptr_of<int64_t>(counts, "counts");
+    if (start < 0) throw std::invalid_argument("blend: negative start");
+    if (!is(weight_of, 'i', 8)) throw std::invalid_argument("blend: weight_of must be int64[n_sources]");
+    if (table_new.size() == 0 || table_replay.size() == 0) throw std::invalid_argument("blend: empty table");
+    if (count_new.size() != table_new.size() || count_replay.size() != table_replay.size() || !is(count_new, 'i', 4) ||
+        !is(count_replay, 'i', 4))
+        throw std::invalid_argument("blend: counts must be int32 of the size of their tables");
+    if (draw_out.size() != source_out.size()) throw std::invalid_argument("blend: outputs differ in size");
+    const py::array tables[2] = {table_new, table_replay}, counts[2] = {count_new, count_replay};
+    const int64_t* w = cptr_of<int64_t>(weight_of, "weight_of");
+    const int64_t ns = weight_of.size();
+    for (const py::array& t : tables)
+        if (t.dtype().kind() != source_out.dtype().kind() || t.itemsize() != source_out.itemsize())
+            throw std::invalid_argument("blend: tables and source_out must share a dtype");
     if (is(source_out, 'u', 1)) {
-        blend_dispatch_draw(start, replay_ppm, g, w, c, ns, ptr_of<uint8_t>(source_out, "source_out"), draw_out, count);
+        for (const py::array& t : tables)
+            for (int64_t r = 0; r < t.size(); ++r)
+                if (static_cast<const uint8_t*>(t.data())[r] >= ns) throw std::out_of_range("blend: table names a missing source");
+        blend_typed<uint8_t>(start, replay_ppm, tables, counts, w, source_out, draw_out);
     } else if (is(source_out, 'u', 2)) {
-        blend_dispatch_draw(start, replay_ppm, g, w, c, ns, ptr_of<uint16_t>(source_out, "source_out"), draw_out, count);
+        for (const py::array& t : tables)
+            for (int64_t r = 0; r < t.size(); ++r)
+                if (static_cast<const uint16_t*>(t.data())[r] >= ns) throw std::out_of_range("blend: table names a missing source");
+        blend_typed<uint16_t>(start, replay_ppm, tables, counts, w, source_out, draw_out);
     } else {
         throw std::invalid_argument("blend: source_out must be uint8 or uint16");
     }
@@ -317,8 +379,10 @@ void register_replay_kernels(py::module_& m) {
           py::arg("doc_out"), py::arg("offset_out"));
     m.def("sample_seek", &sample_seek, py::arg("slot_sizes"), py::arg("key"), py::arg("seq_length"), py::arg("j"),
           py::arg("state"));
-    m.def("blend", &blend, py::arg("start"), py::arg("replay_ppm"), py::arg("group"), py::arg("weights"),
-          py::arg("counts"), py::arg("source_out"), py::arg("draw_out"));
+    m.def("blend_table", &blend_table, py::arg("weights"), py::arg("ids"), py::arg("table_out"), py::arg("count_out"));
+    m.def("blend", &blend, py::arg("start"), py::arg("replay_ppm"), py::arg("table_new"), py::arg("count_new"),
+          py::arg("table_replay"), py::arg("count_replay"), py::arg("weight_of"), py::arg("source_out"),
+          py::arg("draw_out"));
     m.def("gather", &gather, py::arg("tokens"), py::arg("pointers"), py::arg("sizes"), py::arg("doc_perm"), py::arg("key"),
           py::arg("doc"),
           py::arg("offset"), py::arg("out"));

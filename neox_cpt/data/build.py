@@ -39,7 +39,8 @@ log = logging.getLogger(__name__)
 
 KERNELS = NATIVE if NATIVE is not None else reference
 CHUNK = 1 << 22  # positions per kernel call: 4M x (1 + 4) bytes of blend buffers
-WORKERS = 2  # the blend beside the document permutations, then two sample-index chunks at a time
+WORKERS = 2  # chunks built at once (each on its own thread; the kernels release the GIL)
+PERIOD = 1_000_000  # within-group weights are integers summing to this (resolution 1e-6, like replay_frac)
 Progress = Callable[[str, int, int], None]
 
 
@@ -97,78 +98,124 @@ def position_dtype(max_value: int) -> np.dtype:
     return np.dtype(np.int32) if max_value < 2**31 else np.dtype(np.int64)
 
 
+def quantize(shares: List[float], period: int, names: List[str]) -> List[int]:
+    """Integer weights summing to ``period`` (largest remainder, lowest index first on ties)."""
+    total = sum(shares)
+    exact = [x / total * period for x in shares]
+    out = [int(math.floor(x)) for x in exact]
+    order = sorted(range(len(exact)), key=lambda i: (-(exact[i] - out[i]), i))
+    for i in order[: period - sum(out)]:
+        out[i] += 1
+    for name, x, q in zip(names, shares, out):
+        if x > 0 and q == 0:
+            raise ValueError(f"source {name}: its weight is below 1e-6 of its group, too small to ever be drawn; "
+                             f"raise its weight or remove it")
+    return out
+
+
+def blend_tables(entries: List[Dict[str, Any]], src_dtype: np.dtype):
+    """Per group (new, replay): one period of its source sequence, its draw counts, and integer weights."""
+    weight_of = np.zeros(len(entries), np.int64)
+    tables = []
+    for group in ("new", "replay"):
+        members = [i for i, e in enumerate(entries) if e["group"] == group]
+        if not members:  # a group without sources is never picked (replay_frac 0)
+            tables.append((np.zeros(1, src_dtype), np.zeros(1, np.int32)))
+            continue
+        a = quantize([entries[i]["weight"] for i in members], PERIOD, [entries[i]["name"] for i in members])
+        weight_of[members] = a
+        table, count = np.empty(PERIOD, src_dtype), np.empty(PERIOD, np.int32)
+        KERNELS.blend_table(np.array(a, np.int64), np.array(members, np.int64), table, count)
+        tables.append((table, count))
+    return tables, weight_of
+
+
+def draws_per_source(spec: ReplayIndexSpec, tables, weight_of: np.ndarray) -> np.ndarray:
+    """Draws of each source over the whole stage, in closed form (before anything is built)."""
+    n_replay = spec.replay_ppm * spec.num_samples // 1_000_000
+    counts = np.zeros(len(weight_of), np.int64)
+    for (table, _), picks in zip(tables, (spec.num_samples - n_replay, n_replay)):
+        q, r = divmod(picks, len(table))
+        counts += np.bincount(table[:r], minlength=len(weight_of))[: len(weight_of)]
+        counts += q * weight_of * (np.bincount(table, minlength=len(weight_of))[: len(weight_of)] > 0)
+    return counts
+
+
 def build_into(out_dir: Path, spec: ReplayIndexSpec, description: Dict[str, Any],
                progress: Optional[Progress] = None) -> Dict[str, Any]:
     """Write every array, then counts.json, then description.json (last: it marks the directory complete).
 
-    Two threads (the kernels release the GIL): the blend runs beside the document permutations, then
-    the per-source sample indexes are built in chunks that start independently (``sample_seek``).
+    The blend is closed-form per position and each sample-index chunk can seek to its start, so both
+    run as independent chunks on WORKERS threads (the kernels release the GIL).
     """
     out_dir = Path(out_dir)
     tick = progress or (lambda stage, done, total: None)
     entries = [dict(e) for e in description["sources"]]  # realised values go to counts.json only
     if spec.replay_ppm == 0 and spec.replay:
         log.warning("cpt_replay_frac is 0: the %d replay source(s) are ignored", len(spec.replay))
-    data = [i for i, e in enumerate(entries) if e["kind"] == "data"]
+    src_dtype, draw_dtype = source_dtype(len(entries)), position_dtype(spec.num_samples)
+    tables, weight_of = blend_tables(entries, src_dtype)
+
+    # 1. What the blend asks of each source, checked before anything expensive.
+    for e, n in zip(entries, draws_per_source(spec, tables, weight_of).tolist()):
+        e["samples"] = int(n)
+        avail = e.get("available_samples")
+        if avail is not None and n > avail and not spec.allow_cycling:
+            raise ValueError(
+                f"seen-only replay source {e['path']}: this stage draws {n} samples from it but the earlier run "
+                f"consumed only {avail}; lower cpt_replay_frac or its weight, raise cpt_replay_consumed_samples "
+                f"if more were consumed, or set cpt_replay_allow_cycling: true to repeat them "
+                f"({math.ceil(n / avail)} cycles)")
+        if e["kind"] != "data":
+            e["cycles"] = math.ceil(n / avail) if n else 0
+            if e["cycles"] > 1:
+                log.warning("seen-only source %s is cycled %d times (cpt_replay_allow_cycling)", e["name"], e["cycles"])
+
     with ThreadPoolExecutor(max_workers=WORKERS) as pool:
-        # 1. Blend (which source and which draw of it each position takes) || document permutations.
-        blend_job = pool.submit(_blend, out_dir, spec, entries, tick)
-        slot_sizes = {i: _doc_permutation(out_dir, i, entries[i], tick) for i in data}
-        counts, dtypes = blend_job.result()
+        # 2. Blend: which source and which draw of it each global position takes.
+        src_out = NpyStream(out_dir / "blend_source.npy", src_dtype, spec.num_samples)
+        draw_out = NpyStream(out_dir / "blend_draw.npy", draw_dtype, spec.num_samples)
+        (t_new, c_new), (t_rep, c_rep) = tables
 
-        # 2. Check what the blend asks of each source before the expensive part.
-        for e, n in zip(entries, counts.tolist()):
-            e["samples"] = int(n)
-            avail = e.get("available_samples")
-            if avail is not None and n > avail and not spec.allow_cycling:
-                raise ValueError(
-                    f"seen-only replay source {e['path']}: this stage draws {n} samples from it but the earlier run "
-                    f"consumed only {avail}; lower cpt_replay_frac or its weight, raise cpt_replay_consumed_samples "
-                    f"if more were consumed, or set cpt_replay_allow_cycling: true to repeat them "
-                    f"({math.ceil(n / avail)} cycles)")
-            if e["kind"] != "data":
-                e["cycles"] = math.ceil(n / avail) if n else 0
-                if e["cycles"] > 1:
-                    log.warning("seen-only source %s is cycled %d times (cpt_replay_allow_cycling)", e["name"], e["cycles"])
+        def blend_chunk(start: int, m: int, bufs) -> None:
+            KERNELS.blend(start, spec.replay_ppm, t_new, c_new, t_rep, c_rep, weight_of, bufs[0][:m], bufs[1][:m])
+            src_out.write_at(start, bufs[0][:m])
+            draw_out.write_at(start, bufs[1][:m])
 
-        # 3. Per-source sample index of every data source, sized to its draws.
-        for i in data:
-            _sample_index(pool, out_dir, i, entries[i], slot_sizes.pop(i), spec.seq_length, tick)
-        for i in data:  # sources without draws keep no arrays
-            if entries[i]["samples"] == 0:
-                (out_dir / f"source{i}_doc_perm.npy").unlink()
+        _chunked(pool, spec.num_samples, (src_dtype, draw_dtype), blend_chunk, "blend", tick)
+        src_out.close()
+        draw_out.close()
+
+        # 3. Per-source sample index of every data source with draws, sized to its draws.
+        for i, e in enumerate(entries):
+            if e["kind"] == "data" and e["samples"] > 0:
+                _sample_index(pool, out_dir, i, e, _doc_permutation(out_dir, i, e, tick), spec.seq_length, tick)
 
     counts_doc = {"num_samples": spec.num_samples, "seq_length": spec.seq_length, "sources": [
         {k: e[k] for k in ("name", "group", "kind", "weight", "share_requested", "samples", "epochs", "cycles")
-         if k in e} | {"share_realised": e["samples"] / spec.num_samples, "tokens": e["samples"] * spec.seq_length}
-        for e in entries]}
+         if k in e} | {"share_realised": e["samples"] / spec.num_samples, "tokens": e["samples"] * spec.seq_length,
+                       "weight_ppm": int(weight_of[i])}
+        for i, e in enumerate(entries)]}
     _write_json(out_dir / "counts.json", counts_doc)
     description = dict(description)
-    description["arrays"] = dtypes
+    description["arrays"] = {"blend_source": src_dtype.name, "blend_draw": draw_dtype.name}
     # Sizes of everything written before: a directory is trusted only if they all match (cache.is_complete).
     description["files"] = {f.name: f.stat().st_size for f in sorted(out_dir.iterdir())}
     _write_json(out_dir / "description.json", description)
     return counts_doc
 
 
-def _blend(out_dir: Path, spec: ReplayIndexSpec, entries: List[Dict[str, Any]], tick: Progress):
-    n_total = spec.num_samples
-    group = np.array([1 if e["group"] == "replay" else 0 for e in entries], np.int8)
-    weights = np.array([e["share_requested"] for e in entries], np.float64)
-    counts = np.zeros(len(entries), np.int64)
-    src_dtype, draw_dtype = source_dtype(len(entries)), position_dtype(n_total)
-    src_out = NpyStream(out_dir / "blend_source.npy", src_dtype, n_total)
-    draw_out = NpyStream(out_dir / "blend_draw.npy", draw_dtype, n_total)
-    src_buf, draw_buf = np.empty(min(CHUNK, n_total), src_dtype), np.empty(min(CHUNK, n_total), draw_dtype)
-    for start in range(0, n_total, CHUNK):
-        m = min(CHUNK, n_total - start)
-        KERNELS.blend(start, spec.replay_ppm, group, weights, counts, src_buf[:m], draw_buf[:m])
-        src_out.write(src_buf[:m])
-        draw_out.write(draw_buf[:m])
-        tick("blend", start + m, n_total)
-    src_out.close()
-    draw_out.close()
-    return counts, {"blend_source": src_dtype.name, "blend_draw": draw_dtype.name}
+def _chunked(pool: ThreadPoolExecutor, total: int, dtypes, fn, stage: str, tick: Progress) -> None:
+    """Run fn(start, m, buffers) over [0, total) in CHUNK pieces, WORKERS at a time (bounded memory)."""
+    size = min(CHUNK, total)
+    buffers = [tuple(np.empty(size, dt) for dt in dtypes) for _ in range(WORKERS)]
+    starts = list(range(0, total, CHUNK))
+    for r in range(0, len(starts), WORKERS):
+        batch = starts[r: r + WORKERS]
+        jobs = [pool.submit(fn, s, min(CHUNK, total - s), buffers[w]) for w, s in enumerate(batch)]
+        for job in jobs:
+            job.result()
+        tick(stage, min(total, batch[-1] + CHUNK), total)
 
 
 def _doc_permutation(out_dir: Path, i: int, e: Dict[str, Any], tick: Progress) -> np.ndarray:
@@ -205,23 +252,15 @@ def _sample_index(pool: ThreadPoolExecutor, out_dir: Path, i: int, e: Dict[str, 
     doc_dtype = position_dtype(n_docs * epochs)
     doc_out = NpyStream(out_dir / f"source{i}_sample_doc.npy", doc_dtype, n_samples)
     off_out = NpyStream(out_dir / f"source{i}_sample_offset.npy", np.int32, n_samples)
-    buffers = [(np.empty(min(CHUNK, n_samples), doc_dtype), np.empty(min(CHUNK, n_samples), np.int32))
-               for _ in range(WORKERS)]
 
-    def chunk(start: int, bufs) -> None:
-        m = min(CHUNK, n_samples - start)
+    def chunk(start: int, m: int, bufs) -> None:
         state = np.zeros(2, np.int64)
         KERNELS.sample_seek(slot_sizes, e["key_docs"], seq, start, state)
         KERNELS.sample_index(slot_sizes, e["key_docs"], seq, state, bufs[0][:m], bufs[1][:m])
         doc_out.write_at(start, bufs[0][:m])
         off_out.write_at(start, bufs[1][:m])
 
-    starts = list(range(0, n_samples, CHUNK))
-    for r in range(0, len(starts), WORKERS):  # one chunk per worker and buffer at a time: bounded memory
-        jobs = [pool.submit(chunk, s, buffers[w]) for w, s in enumerate(starts[r: r + WORKERS])]
-        for job in jobs:
-            job.result()
-        tick(f"{e['name']}: samples", min(n_samples, starts[min(r + WORKERS, len(starts)) - 1] + CHUNK), n_samples)
+    _chunked(pool, n_samples, (doc_dtype, np.int32), chunk, f"{e['name']}: samples", tick)
     doc_out.close()
     off_out.close()
 

@@ -145,19 +145,31 @@ def sample_seek(slot_sizes: np.ndarray, key: int, seq_length: int, j: int, state
     state[1] = t - e * tokens_per_epoch - int(lengths[:k].sum())
 
 
-def blend(start: int, replay_ppm: int, group: np.ndarray, weights: np.ndarray, counts: np.ndarray,
-          source_out: np.ndarray, draw_out: np.ndarray) -> None:
-    """Group by the floor rule, then the largest deficit ``w_i (p + 1) - c_i`` within the group."""
-    members = [[i for i in range(len(weights)) if not group[i]], [i for i in range(len(weights)) if group[i]]]
-    w = [float(x) for x in weights]
-    for k in range(len(source_out)):
-        p = start + k
-        g = 1 if (replay_ppm * (p + 1)) // 1_000_000 > (replay_ppm * p) // 1_000_000 else 0
-        clock = float(p + 1)
-        best = max(members[g], key=lambda i: (w[i] * clock - float(counts[i]), -i))
-        source_out[k] = best
-        draw_out[k] = counts[best]
-        counts[best] += 1
+def blend_table(weights: np.ndarray, ids: np.ndarray, table_out: np.ndarray, count_out: np.ndarray) -> None:
+    """One period of a group's sequence: pick m takes the largest ``w_t (m + 1) - D c_t`` (lowest t on ties)."""
+    period, w = len(table_out), [int(x) for x in weights]
+    if sum(w) != period:
+        raise ValueError("blend_table: weights must sum to len(table_out)")
+    c = [0] * len(w)
+    for m in range(period):
+        best = max(range(len(w)), key=lambda t: (w[t] * (m + 1) - period * c[t], -t))
+        table_out[m] = ids[best]
+        count_out[m] = c[best]
+        c[best] += 1
+
+
+def blend(start: int, replay_ppm: int, table_new: np.ndarray, count_new: np.ndarray, table_replay: np.ndarray,
+          count_replay: np.ndarray, weight_of: np.ndarray, source_out: np.ndarray, draw_out: np.ndarray) -> None:
+    """Closed form per position: the group by the floor rule, then the group's table at its pick index."""
+    p = np.arange(start, start + len(source_out), dtype=np.int64)
+    before = replay_ppm * p // 1_000_000
+    replay = (replay_ppm * (p + 1)) // 1_000_000 > before
+    m = np.where(replay, before, p - before)
+    for sel, table, count in ((~replay, table_new, count_new), (replay, table_replay, count_replay)):
+        q, r = np.divmod(m[sel], len(table))
+        s = np.asarray(table)[r].astype(np.int64)
+        source_out[sel] = s
+        draw_out[sel] = q * np.asarray(weight_of)[s] + np.asarray(count)[r]
 
 
 def gather(tokens: np.ndarray, pointers: np.ndarray, sizes: np.ndarray, doc_perm: np.ndarray, key: int,

@@ -80,28 +80,57 @@ def test_sample_index_worked_example():
         assert (d[j], o[j]) == (expect_d, t - cum[expect_d])
 
 
+def direct_greedy(weights, picks):
+    """The group sequence straight from its definition (no table, no period)."""
+    period, c, seq = sum(weights), [0] * len(weights), []
+    for m in range(picks):
+        best = max(range(len(weights)), key=lambda t: (weights[t] * (m + 1) - period * c[t], -t))
+        seq.append((best, c[best]))
+        c[best] += 1
+    return seq
+
+
+@pytest.mark.parametrize("impl", [ref] + ([NATIVE] if NATIVE is not None else []), ids=lambda m: m.__name__)
+@pytest.mark.parametrize("weights", [[7], [3, 4], [500, 300, 200], [1, 1, 1, 997], [250] * 4])
+def test_blend_table_is_one_period_of_the_greedy(impl, weights):
+    table, count = np.empty(sum(weights), np.uint8), np.empty(sum(weights), np.int32)
+    ids = np.arange(10, 10 + len(weights), dtype=np.int64)
+    impl.blend_table(np.array(weights, np.int64), ids, table, count)
+    greedy = direct_greedy(weights, 3 * sum(weights))
+    assert [(t - 10, c) for t, c in zip(table.tolist(), count.tolist())] == greedy[: sum(weights)]
+    # the greedy really is periodic: after D picks every source has exactly its weight
+    assert greedy[sum(weights):] == [(t, c + k * weights[t]) for k in (1, 2) for t, c in greedy[: sum(weights)]]
+    err = [abs(sum(1 for t, _ in greedy[: m + 1] if t == i) - weights[i] * (m + 1) / sum(weights))
+           for m in range(len(greedy)) for i in range(len(weights))]
+    assert max(err) < 1  # within one sample of the share at every prefix of the group
+
+
 @native
-@pytest.mark.parametrize("n_sources,ppm", [(2, 50_000), (3, 0), (5, 333_333), (300, 250_000)])
-def test_blend_native_equals_numpy(n_sources, ppm):
-    rng = np.random.default_rng(n_sources)
-    group = (np.arange(n_sources) % 2).astype(np.int8) if ppm else np.zeros(n_sources, np.int8)
-    w = rng.random(n_sources)
-    for g in (0, 1):
-        m = group == g
-        if m.any():
-            w[m] = w[m] / w[m].sum() * (ppm / 1e6 if g else 1 - ppm / 1e6)
-    src_dtype = np.uint16 if n_sources > 256 else np.uint8
-    results = []
+@pytest.mark.parametrize("new_w,rep_w,ppm,src_dtype,draw_dtype", [
+    ([1000], [1000], 50_000, np.uint8, np.int32), ([600, 400], [1000], 0, np.uint8, np.int64),
+    ([500, 300, 200], [700, 300], 333_333, np.uint16, np.int32), ([1000], [1, 999], 999_999, np.uint8, np.int32)])
+def test_blend_native_equals_numpy_across_periods(new_w, rep_w, ppm, src_dtype, draw_dtype):
+    k = len(new_w)
+    weight_of = np.array(new_w + rep_w, np.int64)
+    tables = []
+    for w, ids in ((new_w, range(k)), (rep_w, range(k, k + len(rep_w)))):
+        t, c = np.empty(1000, src_dtype), np.empty(1000, np.int32)
+        ref.blend_table(np.array(w, np.int64), np.array(list(ids), np.int64), t, c)
+        tables += [t, c]
+    outs = []
     for impl in (NATIVE, ref):
-        counts = np.zeros(n_sources, np.int64)
         parts = []
-        for start, m in ((0, 1000), (1000, 37), (1037, 2000)):
-            s, k = np.empty(m, src_dtype), np.empty(m, np.int64 if n_sources == 5 else np.int32)
-            impl.blend(start, ppm, group, w, counts, s, k)
-            parts.append((s, k))
-        results.append((np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]), counts))
-    for a, b in zip(*results):
-        assert np.array_equal(a, b)
+        for start, m in ((0, 1500), (1500, 1), (1501, 4000), (10_000_000, 50)):
+            s, d = np.empty(m, src_dtype), np.empty(m, draw_dtype)
+            impl.blend(start, ppm, *tables, weight_of, s, d)
+            parts.append((s, d))
+        outs.append(parts)
+    for (s1, d1), (s2, d2) in zip(*outs):
+        assert np.array_equal(s1, s2) and np.array_equal(d1, d2)
+    src = np.concatenate([p[0] for p in outs[0][:3]]).astype(np.int64)
+    draw = np.concatenate([p[1] for p in outs[0][:3]]).astype(np.int64)
+    for i in range(len(weight_of)):  # draw k of a source is its k-th position, across table periods
+        assert draw[src == i].tolist() == list(range(int((src == i).sum())))
 
 
 @native
