@@ -190,7 +190,8 @@ def main() -> None:
         report["plan"] = run_plan(prefixes, num_samples, impls, args.reads, tag=f"plan-{args.scale:g}")
         print_comparison(report["plan"])
         if args.blend:
-            blend_args = ["--num-samples", str(num_samples), "--impl", args.impl]
+            blend_args = ["--num-samples", str(num_samples), "--impl", args.impl, "--new", prefixes["new"],
+                          "--old", prefixes["old"]]
             env = dict(os.environ, PYTHONWARNINGS="ignore", PYTHONPATH=str(HERE.parent))
             proc = subprocess.run([sys.executable, str(HERE / "run_blend.py"), *blend_args], env=env,
                                   capture_output=True, text=True)

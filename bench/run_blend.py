@@ -1,73 +1,105 @@
-"""The blend step alone (which source each global position takes), 2 and 10 sources, both implementations.
+"""The blend step alone (which source each global position takes) for 2 and 10 sources, both implementations.
 
-neox-cpt: the native ``blend`` kernel run chunk by chunk into ``.npy`` streams, as
-``neox_cpt.data.build.build_into`` does. megatron-core: ``helpers.build_blending_indices`` into full-size
-in-RAM arrays (int16 + int64 per position), as ``BlendedDataset`` does before saving them. Prints one JSON line.
+neox-cpt: a full cold ``build_index`` of a 2-source and a 10-source plan through the public API; the blend
+figure is the span of the builder's "blend" progress reports (first report minus one chunk, to the last),
+which includes writing ``blend_source.npy``/``blend_draw.npy``. The 10 sources are hard links of the
+synthetic files under other names (4 "new" sharing 0.95 as 0.4/0.3/0.2/0.1, 6 "old" sharing 0.05 equally),
+so each is a distinct source with its own identity.
+megatron-core: ``helpers.build_blending_indices`` into full-size in-RAM arrays (int16 + int64 per position)
+with the same global weights, as ``BlendedDataset`` does before saving them (save not included).
 
-    $ python bench/run_blend.py --num-samples 146000000
+    $ python bench/run_blend.py --num-samples 146000000 --new NEW_PREFIX --old OLD_PREFIX
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-# 2 sources: the plan. 10 sources: 4 new sources sharing 0.95 and 6 replay sources sharing 0.05.
-PLANS = {
-    2: ([0.95], [0.05]),
-    10: ([0.95 * w for w in (0.4, 0.3, 0.2, 0.1)], [0.05 / 6] * 6),
-}
+NEW_SPLIT, NUM_OLD = (0.4, 0.3, 0.2, 0.1), 6
+REPLAY_FRAC = 0.05
 
 
-def neox_cpt_blend(num_samples: int, new, replay) -> float:
-    from neox_cpt.data.build import CHUNK, KERNELS, NpyStream, position_dtype, source_dtype
+def linked_sources(prefix: str, names) -> list:
+    """Hard links ``{dir}/links/{name}.bin/.idx`` of one dataset: distinct paths, shared bytes."""
+    out = []
+    links = Path(prefix).parent / "links"
+    links.mkdir(exist_ok=True)
+    for name in names:
+        target = links / name
+        for ext in (".bin", ".idx"):
+            if not Path(str(target) + ext).exists():
+                os.link(prefix + ext, str(target) + ext)
+        out.append(str(target))
+    return out
 
-    weights = np.array(list(new) + list(replay), np.float64)
-    group = np.array([0] * len(new) + [1] * len(replay), np.int8)
-    counts = np.zeros(len(weights), np.int64)
-    ppm = round(sum(replay) * 1_000_000)
-    sd, dd = source_dtype(len(weights)), position_dtype(num_samples)
-    with tempfile.TemporaryDirectory(dir=Path(__file__).parent / ".data") as tmp:
+
+def plans(new: str, old: str) -> dict:
+    """sources -> (new prefixes, new weights, replay prefixes, replay weights)."""
+    return {
+        2: ([new], [1.0], [old], [1.0]),
+        10: (linked_sources(new, [f"new{k}" for k in range(len(NEW_SPLIT))]), list(NEW_SPLIT),
+             linked_sources(old, [f"old{k}" for k in range(NUM_OLD)]), [1.0] * NUM_OLD),
+    }
+
+
+def neox_cpt_blend(num_samples: int, new_p, new_w, old_p, old_w) -> dict:
+    from neox_cpt.data.cache import build_index
+    from neox_cpt.data.spec import replay_spec_from_config
+
+    cfg = {"cpt_train_data_paths": new_p, "cpt_train_data_weights": new_w, "cpt_replay_data_paths": old_p,
+           "cpt_replay_data_weights": old_w, "cpt_replay_frac": REPLAY_FRAC, "seq_length": 2048, "seed": 1234}
+    reports = []
+    cache = tempfile.mkdtemp(prefix="blend-", dir=Path(__file__).parent / ".data")
+    try:
         t0 = time.perf_counter()
-        src_out = NpyStream(Path(tmp) / "s.npy", sd, num_samples)
-        draw_out = NpyStream(Path(tmp) / "d.npy", dd, num_samples)
-        sbuf, dbuf = np.empty(min(CHUNK, num_samples), sd), np.empty(min(CHUNK, num_samples), dd)
-        for start in range(0, num_samples, CHUNK):
-            m = min(CHUNK, num_samples - start)
-            KERNELS.blend(start, ppm, group, weights, counts, sbuf[:m], dbuf[:m])
-            src_out.write(sbuf[:m])
-            draw_out.write(dbuf[:m])
-        src_out.close()
-        draw_out.close()
-        return time.perf_counter() - t0
+        build_index(replay_spec_from_config(cfg, num_samples=num_samples), cache,
+                    progress=lambda stage, done, total: reports.append((stage, done, total, time.perf_counter())))
+        build_s = time.perf_counter() - t0
+    finally:
+        shutil.rmtree(cache, ignore_errors=True)
+    blend = [r for r in reports if r[0] == "blend"]
+    first_stage, first_done, total, t_first = blend[0]
+    t_last = blend[-1][3]
+    # The first report comes after the first chunk: extrapolate the span back to position 0.
+    span = t_last - t_first
+    blend_s = span * total / (total - first_done) if total > first_done else span
+    return {"blend_s": blend_s, "build_s": build_s}
 
 
-def megatron_blend(num_samples: int, new, replay) -> float:
+def megatron_blend(num_samples: int, new_p, new_w, old_p, old_w) -> dict:
     from megatron.core.datasets import helpers
 
-    weights = np.array(list(new) + list(replay), np.float64)
+    weights = np.array([(1 - REPLAY_FRAC) * w / sum(new_w) for w in new_w] +
+                       [REPLAY_FRAC * w / sum(old_w) for w in old_w], np.float64)
     t0 = time.perf_counter()
     dataset_index = np.zeros(num_samples, dtype=np.int16)
     dataset_sample_index = np.zeros(num_samples, dtype=np.int64)
     helpers.build_blending_indices(dataset_index, dataset_sample_index, weights, len(weights), num_samples, False)
-    return time.perf_counter() - t0
+    return {"blend_s": time.perf_counter() - t0}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--num-samples", type=int, required=True)
+    ap.add_argument("--new", required=True)
+    ap.add_argument("--old", required=True)
     ap.add_argument("--impl", choices=["both", "megatron", "neox-cpt"], default="both")
     args = ap.parse_args()
-    impls = {"neox-cpt": neox_cpt_blend, "megatron": megatron_blend}
     out = {}
-    for name, fn in impls.items():
+    for name, fn in {"neox-cpt": neox_cpt_blend, "megatron": megatron_blend}.items():
         if args.impl in ("both", name):
-            for k, (new, replay) in PLANS.items():
-                out[f"{name} {k} sources"] = fn(args.num_samples, new, replay)
+            for k, plan in plans(args.new, args.old).items():
+                r = fn(args.num_samples, *plan)
+                out[f"{name} {k} sources"] = r["blend_s"]
+                if "build_s" in r:
+                    out[f"{name} {k} sources full build"] = r["build_s"]
     print(json.dumps(out))
 
 
