@@ -173,18 +173,7 @@ def build_into(out_dir: Path, spec: ReplayIndexSpec, description: Dict[str, Any]
 
     with ThreadPoolExecutor(max_workers=WORKERS) as pool:
         # 2. Blend: which source and which draw of it each global position takes.
-        src_out = NpyStream(out_dir / "blend_source.npy", src_dtype, spec.num_samples)
-        draw_out = NpyStream(out_dir / "blend_draw.npy", draw_dtype, spec.num_samples)
-        (t_new, c_new), (t_rep, c_rep) = tables
-
-        def blend_chunk(start: int, m: int, bufs) -> None:
-            KERNELS.blend(start, spec.replay_ppm, t_new, c_new, t_rep, c_rep, weight_of, bufs[0][:m], bufs[1][:m])
-            src_out.write_at(start, bufs[0][:m])
-            draw_out.write_at(start, bufs[1][:m])
-
-        _chunked(pool, spec.num_samples, (src_dtype, draw_dtype), blend_chunk, "blend", tick)
-        src_out.close()
-        draw_out.close()
+        _write_blend(pool, out_dir, spec.num_samples, spec.replay_ppm, tables, weight_of, draw_dtype, tick)
 
         # 3. Per-source sample index of every data source with draws, sized to its draws.
         for i, e in enumerate(entries):
@@ -203,6 +192,35 @@ def build_into(out_dir: Path, spec: ReplayIndexSpec, description: Dict[str, Any]
     description["files"] = {f.name: f.stat().st_size for f in sorted(out_dir.iterdir())}
     _write_json(out_dir / "description.json", description)
     return counts_doc
+
+
+def _write_blend(pool: ThreadPoolExecutor, out_dir: Path, num_samples: int, replay_ppm: int, tables,
+                 weight_of: np.ndarray, draw_dtype: np.dtype, tick: Progress) -> None:
+    (t_new, c_new), (t_rep, c_rep) = tables
+    src_out = NpyStream(out_dir / "blend_source.npy", t_new.dtype, num_samples)
+    draw_out = NpyStream(out_dir / "blend_draw.npy", draw_dtype, num_samples)
+
+    def chunk(start: int, m: int, bufs) -> None:
+        KERNELS.blend(start, replay_ppm, t_new, c_new, t_rep, c_rep, weight_of, bufs[0][:m], bufs[1][:m])
+        src_out.write_at(start, bufs[0][:m])
+        draw_out.write_at(start, bufs[1][:m])
+
+    _chunked(pool, num_samples, (t_new.dtype, draw_dtype), chunk, "blend", tick)
+    src_out.close()
+    draw_out.close()
+
+
+def blend_only(out_dir: Path, num_samples: int, new_weights: List[float], replay_weights: List[float],
+               replay_frac: float) -> np.ndarray:
+    """Just the blend arrays of a plan into ``out_dir`` (for benchmarks); returns the draws per source."""
+    entries = [{"group": "new", "weight": w, "name": f"new{i}"} for i, w in enumerate(new_weights)]
+    entries += [{"group": "replay", "weight": w, "name": f"replay{i}"} for i, w in enumerate(replay_weights)]
+    spec = ReplayIndexSpec(new=(), num_samples=num_samples, replay_frac=replay_frac)
+    tables, weight_of = blend_tables(entries, source_dtype(len(entries)))
+    with ThreadPoolExecutor(max_workers=WORKERS) as pool:
+        _write_blend(pool, Path(out_dir), num_samples, spec.replay_ppm, tables, weight_of,
+                     position_dtype(num_samples), lambda *a: None)
+    return draws_per_source(spec, tables, weight_of)
 
 
 def _chunked(pool: ThreadPoolExecutor, total: int, dtypes, fn, stage: str, tick: Progress) -> None:
