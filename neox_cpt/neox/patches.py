@@ -170,7 +170,10 @@ def load_stage_checkpoint(stock: Callable, neox_args: Any, cfg: Dict[str, Any], 
         raise RuntimeError(f"neox-cpt: loading {ref.load_dir}/{ref.tag} returned iteration {loaded}, expected "
                            f"{ref.iteration}; is the checkpoint complete?")
     if isinstance(lr_scheduler, StageLR):
-        lr_scheduler.stage_start, lr_scheduler.position = start, loaded - start
+        # A resume keeps the position the scheduler saved: DeepSpeed does not step it on a skipped (fp16
+        # overflow) update, as with NeoX's AnnealingLR; otherwise position = global iteration - stage start.
+        if not (decision.mode == "resume" and lr_scheduler.restored and lr_scheduler.stage_start == start):
+            lr_scheduler.stage_start, lr_scheduler.position = start, loaded - start
         lr_scheduler.apply()
     neox_args._cpt_stage_start = start
     neox_args.train_iters = start + neox_args._cpt_stage_iters

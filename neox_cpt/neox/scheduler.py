@@ -44,6 +44,8 @@ class StageLR:
         self.use_mup = bool(use_mup)
         self.loaded_from: Optional[Dict[str, Any]] = None
         """What the last load_state_dict saw from a *previous* stage (stock or ours); for logs and tests."""
+        self.restored = False
+        """True once load_state_dict restored this stage's own clocks (a resume)."""
         self.apply()
 
     # -- clocks ---------------------------------------------------------------------------------------
@@ -107,6 +109,7 @@ class StageLR:
                         f"({_describe_change(state.get('schedule') or {}, self.schedule)}); restore the stage's "
                         "schedule keys, or start a new stage (new cpt_stage_name) from the checkpoint")
                 self.stage_start, self.position = int(state["stage_start"]), int(state["position"])
+                self.restored = True
             else:
                 self.loaded_from = dict(state)
         elif all(key in state for key in ANNEALING_KEYS):

@@ -11,8 +11,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 def test_hook_patches_training_and_grafts_arguments(standin):
     for name in patches.PATCHED:
         fn = getattr(standin.training, name)
-        assert fn.__wrapped__.__module__.startswith("megatron."), name  # stock kept underneath
-        assert fn.__module__ != fn.__wrapped__.__module__ or fn is not fn.__wrapped__
+        assert fn.__code__.co_filename.endswith(("patches.py", "data.py")), name
+        assert fn.__wrapped__.__module__.startswith("megatron."), name  # the stock function, kept underneath
     assert standin.training._neox_cpt_patched is True
     assert standin.NeoXArgs.__bases__[-1].__name__ == "NeoXArgsCpt"
     import megatron

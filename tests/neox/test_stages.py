@@ -125,3 +125,18 @@ def test_decide_and_resolve(tmp_path):
     assert stages.decide(str(tmp_path / "d1"), "d1", str(tmp_path / "d0" / "global_step7")).mode == "start"
     assert stages.decide(str(tmp_path / "d1"), "other", "unused").mode == "resume"
     assert os.path.exists(tmp_path / "d1" / "global_step12" / stages.SIDECAR)
+
+
+def test_seen_only_replay_fills_consumed_samples_from_the_init_checkpoint(standin, tmp_path, d0):
+    from neox_cpt.neox.patches import prepare_stage
+
+    cfg = stage_cfg(tmp_path, d0, cpt_replay_seen_only=True, cpt_train_data_paths=["/data/new"],
+                    cpt_replay_index_paths=["/d0/pile_train_indexmap_80ns_16sl_1234s_packedpi_ac"],
+                    cpt_replay_frac=0.05)
+    args = standin.NeoXArgs.from_dict(cfg)  # validates without the count (filled at launch)
+    prepare_stage(args)
+    assert args.cpt_replay_consumed_samples == [20 * BATCH]  # d0 ended at iteration 20
+    assert args.load == args.save and args._cpt_stage_iters == 10
+    two = dict(cfg, cpt_replay_index_paths=["/a_indexmap_x", "/b_indexmap_y"])
+    with pytest.raises(ValueError, match="cpt_replay_consumed_samples: unset with 2"):
+        prepare_stage(standin.NeoXArgs.from_dict(two))
