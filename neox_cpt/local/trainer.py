@@ -179,7 +179,7 @@ class _Run:
             losses = self.evaluate(clocks, metrics)
         self.model.train()
         local, t_interval, steps_interval = 0, time.perf_counter(), 0
-        t_proc, steps_proc = time.perf_counter(), 0
+        train_proc, steps_proc, eval_proc, evals_proc = 0.0, 0, 0.0, 0
         while clocks.stage_step < stage.num_steps:
             if stop_at_step is not None and clocks.global_step >= stop_at_step:
                 raise TrainingStopped(clocks.global_step)
@@ -202,6 +202,7 @@ class _Run:
             clocks.loss_steps += 1
             dt = time.perf_counter() - t0
             clocks.train_s += dt
+            train_proc += dt
             steps_interval += 1
             steps_proc += 1
             end = clocks.stage_step == stage.num_steps
@@ -212,8 +213,9 @@ class _Run:
                 metrics.write({"kind": "train", "global_step": clocks.global_step, "stage": stage.index,
                                "stage_step": clocks.stage_step, "tokens": clocks.tokens, "lr": lr,
                                "loss": mean_loss, "tok_per_s": tok_per_s})
-                per_step = (now - t_proc) / steps_proc
-                eta = per_step * (stage.num_steps - clocks.stage_step + steps_left_after)
+                steps_left = stage.num_steps - clocks.stage_step + steps_left_after
+                eta = (train_proc / steps_proc * steps_left
+                       + (eval_proc / evals_proc if evals_proc else 0.0) * steps_left / cfg.eval.interval_steps)
                 self.say(progress_line(stage.name, clocks.stage_step, stage.num_steps, lr, mean_loss, tok_per_s, eta))
                 clocks.loss_sum, clocks.loss_steps = 0.0, 0
                 t_interval, steps_interval = time.perf_counter(), 0
@@ -221,6 +223,7 @@ class _Run:
                 t_eval = time.perf_counter()
                 losses = self.evaluate(clocks, metrics)
                 t_interval += time.perf_counter() - t_eval  # tok/s counts training time only
+                eval_proc, evals_proc = eval_proc + time.perf_counter() - t_eval, evals_proc + 1
                 self.say(f"stage {stage.name} | step {clocks.stage_step}/{stage.num_steps} | eval "
                          + " | ".join(f"{k} {v:.3f}" for k, v in losses.items()))
             last = end and stage.index == len(cfg.stages) - 1
@@ -232,11 +235,20 @@ class _Run:
         return losses
 
     def write_summary(self, final: Dict[str, float], clocks: Clocks, wall_s: float) -> None:
-        trained = sum(s.num_tokens for s in self.cfg.stages)
-        write_json(self.run_dir / "summary.json", {
-            "final": final, "tokens_trained": trained, "tokens_total": clocks.tokens, "wall_s": round(wall_s, 3),
-            "global_step": clocks.global_step, "train_s": round(clocks.train_s, 3),
-            "tok_per_s": round(trained / clocks.train_s, 1) if clocks.train_s > 0 else None})
+        _write_summary(self.run_dir, self.cfg, final, clocks, wall_s)
+
+
+def _write_summary(run_dir: Path, cfg: RunConfig, final: Dict[str, float], clocks: Clocks, wall_s: float) -> None:
+    trained = sum(s.num_tokens for s in cfg.stages)
+    write_json(run_dir / "summary.json", {
+        "final": final, "tokens_trained": trained, "tokens_total": clocks.tokens, "wall_s": round(wall_s, 3),
+        "global_step": clocks.global_step, "train_s": round(clocks.train_s, 3),
+        "tok_per_s": round(trained / clocks.train_s, 1) if clocks.train_s > 0 else None})
+
+
+def _read_records(run_dir: Path) -> List[Dict[str, Any]]:
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines() if (run_dir / "metrics.jsonl").is_file() else []
+    return [json.loads(line) for line in lines if line.strip()]
 
 
 def train(config: ConfigLike, run_dir: Union[str, "Path"], *, resume: bool = True,
@@ -258,8 +270,13 @@ def train(config: ConfigLike, run_dir: Union[str, "Path"], *, resume: bool = Tru
     found = ckpt.latest_checkpoint(run_dir / "checkpoints")
     if found is not None:
         _check_same_config(run_dir, cfg)
-        if found[1].get("run_complete") and (run_dir / "summary.json").is_file():
+        if found[1].get("run_complete"):
             say(f"{run_dir}: finished at global step {found[1]['global_step']}; nothing to do")
+            if not (run_dir / "summary.json").is_file():  # deleted by hand: rebuild it from the last evaluation
+                last = [r for r in _read_records(run_dir) if r["kind"] == "eval"
+                        and r["global_step"] == found[1]["global_step"]]
+                _write_summary(run_dir, cfg, {r["source"]: r["loss"] for r in last}, Clocks(
+                    **{k: found[1][k] for k in Clocks.__dataclass_fields__}), found[1]["wall_s"])
             return json.loads((run_dir / "summary.json").read_text())
     (run_dir / "summary.json").unlink(missing_ok=True)
     first = cfg.stages[0]

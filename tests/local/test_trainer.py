@@ -67,6 +67,10 @@ def test_finished_run_is_not_retrained(sources, reference, tmp_path):
     before = (copy / "metrics.jsonl").read_text()
     assert train(base_config(sources), copy) == ref_summary
     assert (copy / "metrics.jsonl").read_text() == before
+    (copy / "summary.json").unlink()  # rebuilt from the final checkpoint and the last evaluation
+    rebuilt = train(base_config(sources), copy)
+    assert {k: rebuilt[k] for k in ("final", "tokens_trained", "tokens_total", "global_step")} == {
+        k: ref_summary[k] for k in ("final", "tokens_trained", "tokens_total", "global_step")}
 
 
 def test_eval_loss_is_mean_cross_entropy_of_the_fixed_valid_samples(sources, reference):
