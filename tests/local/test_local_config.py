@@ -135,3 +135,15 @@ def test_cli_check_prints_the_plan_and_errors_without_traceback(tmp_path, capsys
     path.write_text(yaml.safe_dump(bad))
     assert main(["train", str(path)]) == 2
     assert "stages[0].steps = -1: give a whole number >= 1" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("module", ["config", "run_config", "metrics", "checkpoint", "model"])
+def test_module_examples_run(module):
+    import doctest
+    import importlib
+
+    if module in ("checkpoint", "model"):
+        pytest.importorskip("torch")
+        pytest.importorskip("transformers")
+    result = doctest.testmod(importlib.import_module(f"neox_cpt.local.{module}"))
+    assert result.attempted > 0 and result.failed == 0
