@@ -1,10 +1,9 @@
 """The blend step alone (which source each global position takes) for 2 and 10 sources, both implementations.
 
-neox-cpt: a full cold ``build_index`` of a 2-source and a 10-source plan through the public API; the blend
-figure is the span of the builder's "blend" progress reports (first report minus one chunk, to the last),
-which includes writing ``blend_source.npy``/``blend_draw.npy``. The 10 sources are hard links of the
-synthetic files under other names (4 "new" sharing 0.95 as 0.4/0.3/0.2/0.1, 6 "old" sharing 0.05 equally),
-so each is a distinct source with its own identity.
+neox-cpt: ``neox_cpt.data.build.blend_only`` (the builder's blend step, writing ``blend_source.npy`` and
+``blend_draw.npy``), then, for context, a full cold ``build_index`` of the same plan through the public API.
+The 10 sources are hard links of the synthetic files under other names (4 "new" sharing 0.95 as
+0.4/0.3/0.2/0.1, 6 "old" sharing 0.05 equally), so each is a distinct source with its own identity.
 megatron-core: ``helpers.build_blending_indices`` into full-size in-RAM arrays (int16 + int64 per position)
 with the same global weights, as ``BlendedDataset`` does before saving them (save not included).
 
@@ -50,27 +49,26 @@ def plans(new: str, old: str) -> dict:
 
 
 def neox_cpt_blend(num_samples: int, new_p, new_w, old_p, old_w) -> dict:
+    """``blend_only`` (the builder's blend step: arrays streamed to .npy), then a full cold build."""
+    from neox_cpt.data.build import blend_only
     from neox_cpt.data.cache import build_index
     from neox_cpt.data.spec import replay_spec_from_config
 
-    cfg = {"cpt_train_data_paths": new_p, "cpt_train_data_weights": new_w, "cpt_replay_data_paths": old_p,
-           "cpt_replay_data_weights": old_w, "cpt_replay_frac": REPLAY_FRAC, "seq_length": 2048, "seed": 1234}
-    reports = []
+    out = {}
     cache = tempfile.mkdtemp(prefix="blend-", dir=Path(__file__).parent / ".data")
     try:
         t0 = time.perf_counter()
-        build_index(replay_spec_from_config(cfg, num_samples=num_samples), cache,
-                    progress=lambda stage, done, total: reports.append((stage, done, total, time.perf_counter())))
-        build_s = time.perf_counter() - t0
+        blend_only(Path(cache), num_samples, new_w, old_w, REPLAY_FRAC)
+        out["blend_s"] = time.perf_counter() - t0
+        shutil.rmtree(cache)
+        cfg = {"cpt_train_data_paths": new_p, "cpt_train_data_weights": new_w, "cpt_replay_data_paths": old_p,
+               "cpt_replay_data_weights": old_w, "cpt_replay_frac": REPLAY_FRAC, "seq_length": 2048, "seed": 1234}
+        t0 = time.perf_counter()
+        build_index(replay_spec_from_config(cfg, num_samples=num_samples), cache, progress=False)
+        out["build_s"] = time.perf_counter() - t0
     finally:
         shutil.rmtree(cache, ignore_errors=True)
-    blend = [r for r in reports if r[0] == "blend"]
-    first_stage, first_done, total, t_first = blend[0]
-    t_last = blend[-1][3]
-    # The first report comes after the first chunk: extrapolate the span back to position 0.
-    span = t_last - t_first
-    blend_s = span * total / (total - first_done) if total > first_done else span
-    return {"blend_s": blend_s, "build_s": build_s}
+    return out
 
 
 def megatron_blend(num_samples: int, new_p, new_w, old_p, old_w) -> dict:
