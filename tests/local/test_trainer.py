@@ -197,3 +197,20 @@ def test_resume_with_a_changed_config_is_refused(sources, tmp_path):
         train(changed, tmp_path / "run")
     train(changed, tmp_path / "run", resume=False)  # --fresh starts over
     assert records(tmp_path / "run", "train")[-1]["global_step"] == 20
+
+
+def test_cli_trains_resumes_and_reports_finished(sources, reference, tmp_path, capsys):
+    import yaml
+
+    from neox_cpt.cli import main
+
+    ref_dir, ref_summary = reference
+    path = tmp_path / "run.yml"
+    path.write_text(yaml.safe_dump(base_config(sources)))
+    assert main(["train", str(path), "--run-dir", str(tmp_path / "run")]) == 0
+    out = capsys.readouterr().out
+    assert "stage d1 | step 8/8 | lr 3.0e-04 | loss " in out and "| eta 0s" in out
+    assert f"done: {tmp_path / 'run'} | 1,152 tokens | final validation loss new " in out  # YAML sorted the sources
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["final"] == ref_summary["final"]
+    assert main(["train", str(path), "--run-dir", str(tmp_path / "run")]) == 0
+    assert "finished at global step 18; nothing to do" in capsys.readouterr().out
