@@ -60,6 +60,17 @@ def test_resume_after_kill_gives_identical_losses(sources, reference, tmp_path, 
     assert not (run_dir / "checkpoints" / ".tmp-step_99").exists()
 
 
+def test_resume_inside_a_log_interval_keeps_the_interval_mean(sources, tmp_path):
+    cfg = base_config(sources, log_interval=4, checkpoint_interval=3)
+    train(cfg, tmp_path / "ref")
+    with pytest.raises(TrainingStopped):
+        train(cfg, tmp_path / "run", stop_at_step=7)  # latest = step 6, inside the interval (4, 8]
+    train(cfg, tmp_path / "run")
+    ref, run = records(tmp_path / "ref", "train"), records(tmp_path / "run", "train")
+    assert [r["stage_step"] for r in ref] == [4, 8, 10, 4, 8]
+    assert without_timing(run) == without_timing(ref)
+
+
 def test_finished_run_is_not_retrained(sources, reference, tmp_path):
     ref_dir, ref_summary = reference
     copy = tmp_path / "copy"
