@@ -18,21 +18,15 @@ Processes that never import ``megatron`` only pay for one dictionary lookup per 
 
 ``NEOX_CPT_DISABLE=1`` makes :func:`install` a no-op (documented in docs/neox.md).
 """
-import importlib
-import importlib.abc
-import importlib.util
-import logging
+# Only os and sys (already loaded at start-up): this module is imported by every interpreter of the
+# environment through the .pth, so it must cost next to nothing.
 import os
 import sys
-import threading
-from typing import Callable, Dict, Mapping, Optional
-
-logger = logging.getLogger(__name__)
 
 DISABLE_ENV = "NEOX_CPT_DISABLE"
 
 # module name -> "module:function" called with the freshly executed module (imported lazily).
-PATCHED_MODULES: Dict[str, str] = {
+PATCHED_MODULES = {
     "megatron.neox_arguments.arguments": "neox_cpt.neox.graft:apply",
     "megatron.training": "neox_cpt.neox.patches:apply",
 }
@@ -43,14 +37,16 @@ def disabled() -> bool:
     return os.environ.get(DISABLE_ENV, "").strip().lower() in ("1", "true", "yes", "on")
 
 
-def _resolve(target) -> Callable:
+def _resolve(target):
     if callable(target):
         return target
+    import importlib
+
     module_name, _, func_name = target.partition(":")
     return getattr(importlib.import_module(module_name), func_name)
 
 
-class _PatchingLoader(importlib.abc.Loader):
+class _PatchingLoader:  # the importlib.abc.Loader protocol, without importing importlib.abc
     """Delegates to the real loader, then runs the patch on the executed module."""
 
     def __init__(self, loader, patch) -> None:
@@ -65,21 +61,23 @@ class _PatchingLoader(importlib.abc.Loader):
         _resolve(self._patch)(module)
 
     def __getattr__(self, name):  # get_source, get_filename, is_package, ... for inspect/linecache
+        if name.startswith("_"):
+            raise AttributeError(name)
         return getattr(self._loader, name)
 
 
-class PostImportFinder(importlib.abc.MetaPathFinder):
+class PostImportFinder:  # the importlib.abc.MetaPathFinder protocol
     """Finds nothing itself; wraps the loader of the watched modules found by the other finders."""
 
-    def __init__(self, patches: Mapping[str, object]) -> None:
+    def __init__(self, patches) -> None:
         self.patches = dict(patches)
-        self._busy = threading.local()
+        self._busy = set()  # names being looked up through the other finders (no recursion into ourselves)
 
     def find_spec(self, fullname, path, target=None):
         patch = self.patches.get(fullname)
-        if patch is None or getattr(self._busy, "name", None) == fullname:
+        if patch is None or fullname in self._busy:
             return None
-        self._busy.name = fullname
+        self._busy.add(fullname)
         try:
             for finder in sys.meta_path:
                 if finder is self or not hasattr(finder, "find_spec"):
@@ -90,17 +88,17 @@ class PostImportFinder(importlib.abc.MetaPathFinder):
             else:
                 return None
         finally:
-            self._busy.name = None
+            self._busy.discard(fullname)
         if spec.loader is None or not hasattr(spec.loader, "exec_module"):
             return spec
         spec.loader = _PatchingLoader(spec.loader, patch)
         return spec
 
 
-_finder: Optional[PostImportFinder] = None
+_finder = None
 
 
-def install(patches: Optional[Mapping[str, object]] = None, force: bool = False) -> Optional[PostImportFinder]:
+def install(patches=None, force: bool = False):
     """Register the post-import hook (idempotent); patch modules that are already imported right away.
 
     ``patches`` maps module names to patch callables or ``"module:function"`` strings (default:
@@ -108,7 +106,6 @@ def install(patches: Optional[Mapping[str, object]] = None, force: bool = False)
     """
     global _finder
     if disabled() and not force:
-        logger.debug("neox-cpt: %s set, NeoX hook not installed", DISABLE_ENV)
         return None
     if _finder is not None:
         uninstall()
