@@ -2,8 +2,12 @@
 
 Arrays (all ``.npy``; N = num_samples, n_i = draws of source i, D_i = its documents):
 
-- ``blend_source`` uint8/uint16 [N]: the source of global position p;
-- ``blend_draw`` int32/int64 [N]: how many draws of that source precede p (draw k of the source);
+- the blend, in closed form: position p belongs to the replay group iff floor(x (p+1)) > floor(x p)
+  (x in ppm) and is that group's pick m; ``blend_table_{new,replay}`` uint8/uint16 [D] and
+  ``blend_count_{new,replay}`` int32 [D] hold one period (D = 1e6) of the group's source sequence and
+  ``blend_weight`` int64 [sources] the integer weights, so p takes source ``table[m % D]`` as its draw
+  ``(m // D) * weight[s] + count[m % D]``. Nothing per position is stored (``blend_only`` writes the
+  per-position arrays when something wants them);
 - data sources with draws: ``source{i}_doc_perm`` [D_i] (the stored document permutation),
   ``source{i}_sample_doc`` [n_i] (document position, over epochs, where sample j starts) and
   ``source{i}_sample_offset`` int32 [n_i] (token offset there). Draw k reads sample ``P_i(k)``, a keyed
@@ -145,8 +149,8 @@ def build_into(out_dir: Path, spec: ReplayIndexSpec, description: Dict[str, Any]
                progress: Optional[Progress] = None) -> Dict[str, Any]:
     """Write every array, then counts.json, then description.json (last: it marks the directory complete).
 
-    The blend is closed-form per position and each sample-index chunk can seek to its start, so both
-    run as independent chunks on WORKERS threads (the kernels release the GIL).
+    The blend is stored as one period per group; each sample-index chunk seeks to its start, so chunks
+    run independently on WORKERS threads (the kernels release the GIL).
     """
     out_dir = Path(out_dir)
     tick = progress or (lambda stage, done, total: None)
@@ -171,10 +175,14 @@ def build_into(out_dir: Path, spec: ReplayIndexSpec, description: Dict[str, Any]
             if e["cycles"] > 1:
                 log.warning("seen-only source %s is cycled %d times (cpt_replay_allow_cycling)", e["name"], e["cycles"])
 
-    with ThreadPoolExecutor(max_workers=WORKERS) as pool:
-        # 2. Blend: which source and which draw of it each global position takes.
-        _write_blend(pool, out_dir, spec.num_samples, spec.replay_ppm, tables, weight_of, draw_dtype, tick)
+    # 2. The blend: one period per group (positions are closed-form from it).
+    for (table, count), group in zip(tables, ("new", "replay")):
+        np.save(out_dir / f"blend_table_{group}.npy", table)
+        np.save(out_dir / f"blend_count_{group}.npy", count)
+    np.save(out_dir / "blend_weight.npy", weight_of)
+    tick("blend", 1, 1)
 
+    with ThreadPoolExecutor(max_workers=WORKERS) as pool:
         # 3. Per-source sample index of every data source with draws, sized to its draws.
         for i, e in enumerate(entries):
             if e["kind"] == "data" and e["samples"] > 0:

@@ -53,8 +53,12 @@ class ReplayDataset:
             raise ValueError(f"start_sample={start_sample}: outside [0, {self.num_samples}] for {self.index_dir}; "
                              f"it is the number of samples this stage already consumed")
         self.start_sample = int(start_sample)
-        self.blend_source = np.load(self.index_dir / "blend_source.npy", mmap_mode="r")
-        self.blend_draw = np.load(self.index_dir / "blend_draw.npy", mmap_mode="r")
+        self.replay_ppm: int = self.description["spec"]["replay_ppm"]
+        load = lambda name: np.load(self.index_dir / f"{name}.npy")  # noqa: E731 - small arrays, read once
+        self._tables = [load("blend_table_new"), load("blend_table_replay")]
+        self._table_counts = [load("blend_count_new"), load("blend_count_replay")]
+        self._weight_of = load("blend_weight")
+        self._draw_dtype = np.dtype(self.description["arrays"]["blend_draw"])
         entries = self.description["sources"]
         for e, c in zip(entries, self.counts["sources"]):
             e["samples"] = c["samples"]
@@ -73,15 +77,33 @@ class ReplayDataset:
             raise IndexError(f"sample {i} outside [0, {n}) of {self.index_dir} (start_sample={self.start_sample})")
         return self.start_sample + i
 
+    def _locate(self, p: int):
+        """(source, draw) of absolute position p: the group by the floor rule, then its stored period."""
+        before = self.replay_ppm * p // 1_000_000
+        g = 1 if self.replay_ppm * (p + 1) // 1_000_000 > before else 0
+        q, r = divmod(before if g else p - before, len(self._tables[g]))
+        s = int(self._tables[g][r])
+        return s, q * int(self._weight_of[s]) + int(self._table_counts[g][r])
+
     def source_of(self, i: int) -> int:
         """Index (into ``source_names``) of the source of sample i."""
-        return int(self.blend_source[self._position(i)])
+        return self._locate(self._position(i))[0]
+
+    def blend_arrays(self, start: int = 0, stop: Optional[int] = None):
+        """(source, draw) of absolute positions [start, stop) as arrays (the per-position blend)."""
+        from neox_cpt.data.build import KERNELS
+
+        stop = self.num_samples if stop is None else stop
+        src, draw = np.empty(stop - start, self._tables[0].dtype), np.empty(stop - start, self._draw_dtype)
+        KERNELS.blend(start, self.replay_ppm, self._tables[0], self._table_counts[0], self._tables[1],
+                      self._table_counts[1], self._weight_of, src, draw)
+        return src, draw
 
     def read_position(self, p: int, out: Optional[np.ndarray] = None) -> np.ndarray:
         """Tokens of absolute stage position p (ignores start_sample) as int64[seq_length + 1]."""
         if not 0 <= p < self.num_samples:
             raise IndexError(f"position {p} outside [0, {self.num_samples}) of {self.index_dir}")
-        s, k = int(self.blend_source[p]), int(self.blend_draw[p])
+        s, k = self._locate(p)
         reader = self._readers[s]
         if reader is None:
             from neox_cpt.data.sources import open_reader as _open

@@ -13,7 +13,6 @@ import numpy as np
 
 from neox_cpt.data.cache import description_key
 
-CHECK_CHUNK = 1 << 24
 
 
 def share_table(counts: Dict[str, Any]) -> str:
@@ -46,28 +45,26 @@ def verify_index(index_dir: Path, check_files: bool = True) -> List[str]:
     if not index_dir.name.endswith("-" + key[:16]):
         problems.append(f"directory name {index_dir.name!r} does not end in the key prefix {key[:16]!r}")
     n = desc["spec"]["num_samples"]
-    src = np.load(index_dir / "blend_source.npy", mmap_mode="r")
-    draw = np.load(index_dir / "blend_draw.npy", mmap_mode="r")
-    if len(src) != n or len(draw) != n:
-        problems.append(f"blend arrays have {len(src)}/{len(draw)} entries, the description says {n}")
-        return problems
-    num_sources = len(desc["sources"])
-    seen = np.zeros(num_sources, np.int64)
-    for start in range(0, n, CHECK_CHUNK):
-        s = np.asarray(src[start: start + CHECK_CHUNK]).astype(np.int64)
-        d = np.asarray(draw[start: start + CHECK_CHUNK]).astype(np.int64)
-        if s.max(initial=0) >= num_sources:
-            problems.append(f"blend_source holds source id {s.max()} >= {num_sources} sources")
-            return problems
-        for i in np.unique(s).tolist():
-            got = d[s == i]
-            if not np.array_equal(got, seen[i] + np.arange(len(got))):
-                problems.append(f"blend_draw of source {i} is not consecutive near position {start}")
-            seen[i] += len(got)
+    from neox_cpt.data.build import blend_tables, draws_per_source, source_dtype
+    from neox_cpt.data.spec import ReplayIndexSpec
+
+    try:
+        tables, weight_of = blend_tables(desc["sources"], source_dtype(len(desc["sources"])))
+    except ValueError as exc:
+        return problems + [f"the weights in description.json do not give a blend: {exc}"]
+    for (table, count), group in zip(tables, ("new", "replay")):
+        stored_t = np.load(index_dir / f"blend_table_{group}.npy")
+        stored_c = np.load(index_dir / f"blend_count_{group}.npy")
+        if not (np.array_equal(stored_t, table) and np.array_equal(stored_c, count)):
+            problems.append(f"blend_table_{group}.npy / blend_count_{group}.npy differ from the weights' sequence")
+    if not np.array_equal(np.load(index_dir / "blend_weight.npy"), weight_of):
+        problems.append("blend_weight.npy differs from the quantised weights of description.json")
+    spec = ReplayIndexSpec(new=(), num_samples=n, replay_frac=desc["spec"]["replay_frac"])
+    seen = draws_per_source(spec, tables, weight_of)
     ppm = desc["spec"]["replay_ppm"]
     for i, (e, c) in enumerate(zip(desc["sources"], counts["sources"])):
         if seen[i] != c["samples"]:
-            problems.append(f"source {e['name']}: {seen[i]} positions in the blend, counts.json says {c['samples']}")
+            problems.append(f"source {e['name']}: {seen[i]} draws in the blend, counts.json says {c['samples']}")
         if abs(c["samples"] - e["share_requested"] * n) >= 2 and not (ppm == 0 and e["group"] == "replay"):
             problems.append(f"source {e['name']}: {c['samples']} samples, requested share x N = "
                             f"{e['share_requested'] * n:.1f}")
@@ -78,7 +75,7 @@ def verify_index(index_dir: Path, check_files: bool = True) -> List[str]:
                     problems.append(f"source{i}_{suffix}.npy has {len(arr)} entries, expected {c['samples']}")
         if check_files and e["kind"] == "data":
             problems += _check_identity(e)
-    replay = int(sum(seen[i] for i, e in enumerate(desc["sources"]) if e["group"] == "replay"))
+    replay = int(sum(c["samples"] for c in counts["sources"] if c["group"] == "replay"))
     if replay != (ppm * n) // 1_000_000:
         problems.append(f"replay group has {replay} samples, expected floor({ppm} x {n} / 1e6)")
     return problems

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Mapping, Optional, Sequence, Tuple
 
 #: Source kinds. "data": a NeoX .bin/.idx prefix, sampled afresh. "neox_cpt_index": the samples a previous

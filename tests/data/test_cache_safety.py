@@ -55,7 +55,7 @@ def snapshot(path: Path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("stop_at", ["blend#3", "new: documents#1", "new: samples#2", "old: samples#1", "publish#1"])
+@pytest.mark.parametrize("stop_at", ["blend#1", "new: documents#1", "new: samples#2", "old: samples#1", "publish#1"])
 def test_kill_9_at_any_point_then_rerun_gives_the_same_bytes(data, tmp_path, stop_at):
     new, old, script, spec = data
     reference = build_index(spec, tmp_path / "ref", progress=False)

@@ -56,10 +56,11 @@ def test_inspect_index_verifies_and_detects_a_changed_data_file(tmp_path, capsys
 def test_inspect_index_detects_tampered_arrays(tmp_path, capsys):
     path, cfg = make_config(tmp_path)
     index = build_index(replay_spec_from_config(cfg), cfg["cpt_index_cache_dir"], progress=False)
-    src = np.load(index / "blend_source.npy")
-    src[:2] = src[:2][::-1] if src[0] != src[1] else 1 - src[:2]
-    np.save(index / "blend_source.npy", src)
+    table = np.load(index / "blend_table_new.npy")
+    table[:2] = 1 - table[:2]
+    np.save(index / "blend_table_new.npy", table)
     assert main(["inspect-index", str(index), "--no-file-check"]) == 1
+    assert "blend_table_new.npy" in capsys.readouterr().out
 
 
 def test_bad_config_is_a_one_line_error(tmp_path, capsys):

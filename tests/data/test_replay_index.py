@@ -52,8 +52,9 @@ def test_samples_are_windows_of_the_shuffled_concatenation(two_sources, tmp_path
         assert len(cat) >= n_i * 8 + 1  # explicit epochs cover every sample
         order = np.empty(n_i, np.int64)
         ref.permute_range(0, n_i, entry["key_samples"], order)
-        positions = np.flatnonzero(np.asarray(ds.blend_source) == i)
-        draws = np.asarray(ds.blend_draw)[positions]
+        src, draw = ds.blend_arrays()
+        positions = np.flatnonzero(src == i)
+        draws = draw[positions]
         assert draws.tolist() == list(range(n_i))  # draw k of a source is its k-th position
         for p, k in zip(positions, draws):
             j = order[k]
@@ -69,10 +70,13 @@ def test_worked_example_blend_positions(tmp_path):
     old = write_docs(tmp_path / "o", [[2] * 50])
     path = build_index(spec_of(new, old, replay_frac=0.3, num_samples=10, seq_length=2), tmp_path / "c", progress=False)
     ds = ReplayDataset(path)
-    assert np.asarray(ds.blend_source).tolist() == [0, 0, 0, 1, 0, 0, 1, 0, 0, 1]
-    assert np.asarray(ds.blend_draw).tolist() == [0, 1, 2, 0, 3, 4, 1, 5, 6, 2]
+    src, draw = ds.blend_arrays()
+    assert src.tolist() == [0, 0, 0, 1, 0, 0, 1, 0, 0, 1]
+    assert draw.tolist() == [0, 1, 2, 0, 3, 4, 1, 5, 6, 2]
+    assert [ds.source_of(i) for i in range(10)] == src.tolist()
     assert ds[3]["text"].tolist() == [2, 2, 2]
-    assert ds.blend_source.dtype == np.uint8 and ds.blend_draw.dtype == np.int32
+    assert src.dtype == np.uint8 and draw.dtype == np.int32
+    assert ds.blend_arrays(4, 7)[1].tolist() == [3, 4, 1]
 
 
 def test_group_share_is_floor_or_ceil_in_every_window_and_sources_track_weights(tmp_path):
@@ -82,7 +86,7 @@ def test_group_share_is_floor_or_ceil_in_every_window_and_sources_track_weights(
                            replay=tuple(SourceSpec(p, w) for p, w in zip(olds, (2.0, 1.0))),
                            replay_frac=0.13, num_samples=5000, seq_length=4, seed=3)
     path = build_index(spec, tmp_path / "c", progress=False)
-    src = np.asarray(ReplayDataset(path).blend_source)
+    src = ReplayDataset(path).blend_arrays()[0]
     replay = (src >= 3).astype(np.int64)
     cum = np.concatenate([[0], np.cumsum(replay)])
     for length in (1, 7, 64, 100, 999):  # any window (a global batch, a data-parallel slice) of any length
@@ -98,7 +102,7 @@ def test_group_share_is_floor_or_ceil_in_every_window_and_sources_track_weights(
 def test_single_source_groups_are_within_one_sample_at_every_prefix(two_sources, tmp_path):
     new, old = two_sources
     path = build_index(spec_of(new, old, replay_frac=0.05, num_samples=3000), tmp_path / "c", progress=False)
-    src = np.asarray(ReplayDataset(path).blend_source)
+    src = ReplayDataset(path).blend_arrays()[0]
     p = np.arange(1, len(src) + 1)
     assert np.abs(np.cumsum(src == 1) - 0.05 * p).max() < 1
     assert np.abs(np.cumsum(src == 0) - 0.95 * p).max() < 1
@@ -125,9 +129,9 @@ def test_rebuild_gives_identical_bytes_and_reuses_the_cache(two_sources, tmp_pat
     assert a.name == b.name
     for f in sorted(os.listdir(a)):
         assert (a / f).read_bytes() == (b / f).read_bytes(), f
-    mtime = (a / "blend_source.npy").stat().st_mtime_ns
+    mtime = (a / "blend_table_new.npy").stat().st_mtime_ns
     assert build_index(spec_of(new, old), tmp_path / "a", progress=False) == a
-    assert (a / "blend_source.npy").stat().st_mtime_ns == mtime
+    assert (a / "blend_table_new.npy").stat().st_mtime_ns == mtime
     assert build_index(spec_of(new, old, seed=8), tmp_path / "a", progress=False) != a
 
 
@@ -143,8 +147,9 @@ def test_many_sources_use_uint16_ids(tmp_path):
     paths = [write_docs(tmp_path / f"s{i}", [[i % 60000] * 5]) for i in range(260)]
     spec = ReplayIndexSpec(new=tuple(SourceSpec(p) for p in paths), num_samples=520, seq_length=2)
     ds = ReplayDataset(build_index(spec, tmp_path / "c", progress=False))
-    assert ds.blend_source.dtype == np.uint16
-    assert np.bincount(np.asarray(ds.blend_source), minlength=260).tolist() == [2] * 260
+    src = ds.blend_arrays()[0]
+    assert src.dtype == np.uint16
+    assert np.bincount(src, minlength=260).tolist() == [2] * 260
     assert ds[259]["text"].tolist() == [259] * 3
 
 
@@ -212,8 +217,8 @@ def test_config_keys_set_to_none_count_as_unset(two_sources):
 def test_a_published_directory_with_a_truncated_array_is_rebuilt(two_sources, tmp_path):
     new, old = two_sources
     path = build_index(spec_of(new, old), tmp_path / "c", progress=False)
-    good = (path / "blend_draw.npy").read_bytes()
-    with open(path / "blend_draw.npy", "r+b") as f:
+    good = (path / "source0_sample_doc.npy").read_bytes()
+    with open(path / "source0_sample_doc.npy", "r+b") as f:
         f.truncate(len(good) - 4)  # e.g. a power cut before the data reached the disk
     assert build_index(spec_of(new, old), tmp_path / "c", progress=False) == path
-    assert (path / "blend_draw.npy").read_bytes() == good
+    assert (path / "source0_sample_doc.npy").read_bytes() == good
