@@ -51,6 +51,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="--compare: smaller token budgets (about a third of the time), labelled as reduced")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch CPU threads (default: the config's, 0 = all cores; 1 is faster on a busy machine)")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="--compare: runs trained at once, in worker processes (each with --threads threads)")
     parser.add_argument("--config", default=None,
                         help="run config (default: configs/local/demo.yml; with --compare: configs/local/compare.yml)")
 
@@ -133,7 +135,8 @@ def run(args: argparse.Namespace) -> int:
         shifts: Sequence[str] = ("german", "bible") if args.shift == "both" else (args.shift,)
         out = Path(args.out) if args.out != "runs/demo" else Path("runs/compare")
         report = experiments.run_comparison(out, shifts=shifts, reduced=args.reduced,
-                                            config=Path(args.config) if args.config else None, threads=args.threads)
+                                            config=Path(args.config) if args.config else None, threads=args.threads,
+                                            jobs=args.jobs)
     else:
         report = experiments.run_demo(out, config=Path(args.config) if args.config else None, threads=args.threads)
     print(f"done in {time.time() - start:.0f} s; report: {report}")

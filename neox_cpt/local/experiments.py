@@ -273,16 +273,48 @@ def _eval_sources(run: RunPlan, shifts: Sequence[str]) -> List[str]:
     return [D0_SOURCE] + [SHIFTS[s].d1 for s in shifts]
 
 
-def run_plan(runs: Sequence[RunPlan], base: Mapping[str, Any], root: Path, shifts: Sequence[str]) -> Dict[str, float]:
-    """Train every run in order under ``root`` (finished runs are reused); returns wall seconds per run."""
+def _train_one(config: Mapping[str, Any], run_dir: str, name: str) -> float:
+    """Train one run (in a worker process when jobs > 1); returns its wall seconds."""
     from neox_cpt.local.trainer import train
 
+    if not logging.getLogger().handlers:  # a spawned worker: log like the CLI does
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    t0 = time.perf_counter()
+    train(config, run_dir, progress=lambda line: logger.info("%s | %s", name, line))
+    return time.perf_counter() - t0
+
+
+def run_plan(runs: Sequence[RunPlan], base: Mapping[str, Any], root: Path, shifts: Sequence[str],
+             jobs: int = 1) -> Dict[str, float]:
+    """Train every run under ``root`` (finished runs are reused), each after the run it starts from, up to
+    ``jobs`` at a time in worker processes; returns wall seconds per run."""
+    configs = {r.name: trainer_config(r, base, root, _eval_sources(r, shifts)) for r in runs}
     times: Dict[str, float] = {}
-    for i, run in enumerate(runs, 1):
-        logger.info("compare | run %d/%d: %s (%s, %s tokens)", i, len(runs), run.name, run.label, f"{run.num_tokens:,}")
-        t0 = time.perf_counter()
-        train(trainer_config(run, base, root, _eval_sources(run, shifts)), root / run.name)
-        times[run.name] = time.perf_counter() - t0
+    if jobs <= 1:
+        for i, run in enumerate(runs, 1):
+            logger.info("compare | run %d/%d: %s (%s, %s tokens)", i, len(runs), run.name, run.label,
+                        f"{run.num_tokens:,}")
+            times[run.name] = _train_one(configs[run.name], str(root / run.name), run.name)
+        return times
+    import multiprocessing
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    pending, done, running = list(runs), set(), {}
+    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        while pending or running:
+            ready = [r for r in pending if r.init_from is None or r.init_from in done]
+            for run in ready[: jobs - len(running)]:
+                pending.remove(run)
+                logger.info("compare | start %s (%s, %s tokens)", run.name, run.label, f"{run.num_tokens:,}")
+                running[pool.submit(_train_one, configs[run.name], str(root / run.name), run.name)] = run
+            if not running:
+                raise ValueError(f"runs {[r.name for r in pending]} start from runs that are not in the plan")
+            finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
+            for future in finished:
+                run = running.pop(future)
+                times[run.name] = future.result()
+                done.add(run.name)
+                logger.info("compare | done %s in %.0f s (%d/%d)", run.name, times[run.name], len(done), len(runs))
     return times
 
 
@@ -292,7 +324,10 @@ def shift_report(root: Path, shift: str, runs: Sequence[RunPlan], title: str) ->
     from neox_cpt.local.report_render import write_report
 
     names = [r.name for r in runs if "/" not in r.name or r.name.startswith(f"{shift}/")]
-    loaded = [load_run(root / n, name=n) for n in names]
+    unfinished = [n for n in names if not (root / n / "summary.json").is_file()]
+    if unfinished:
+        logger.warning("compare | %s: leaving out unfinished runs %s", shift, unfinished)
+    loaded = [load_run(root / n, name=n) for n in names if n not in unfinished]
     roles = Roles(D0_SOURCE, SHIFTS[shift].d1)
     targets = target_checks({r.name: r for r in table_rows(loaded, roles)}, shift)
     notes = "## Targets\n\n" + targets_markdown({shift: targets})
@@ -300,7 +335,7 @@ def shift_report(root: Path, shift: str, runs: Sequence[RunPlan], title: str) ->
 
 
 def run_comparison(root: Path, shifts: Sequence[str] = ("german", "bible"), reduced: bool = False,
-                   config: Optional[Path] = None, threads: Optional[int] = None) -> Path:
+                   config: Optional[Path] = None, threads: Optional[int] = None, jobs: int = 1) -> Path:
     """Train the comparison under ``root`` and write one report per shift plus ``root/results.md``."""
     from neox_cpt.local.demo_data import prepare_demo_data
 
@@ -315,7 +350,7 @@ def run_comparison(root: Path, shifts: Sequence[str] = ("german", "bible"), redu
     if threads is not None:
         base["threads"] = threads
     t0 = time.perf_counter()
-    times = run_plan(runs, base, root, shifts)
+    times = run_plan(runs, base, root, shifts, jobs=jobs)
     total = time.perf_counter() - t0
     parts = [f"# neox-cpt comparison ({budget.label} budget: D0 {budget.d0_tokens:,} tokens, "
              f"D1 stage {budget.d1_tokens:,} tokens)", "", f"Wall time of this invocation: {total / 60:.1f} min "

@@ -221,7 +221,8 @@ def run_kind(run: Run, roles: Roles, runs: Sequence[Run]) -> str:
 
 def d0_reference(run: Run, roles: Roles, runs: Sequence[Run]) -> Optional[float]:
     """D0 loss of the D0-only model this run is compared with: the end of its own D0 stage(s), else its
-    parent run's final D0 loss, else the D0-only input run's final D0 loss."""
+    parent run's final D0 loss, else (a run started from a checkpoint) its own evaluation before the first
+    update, else the first D0-only input run's final D0 loss."""
     d0_stages = [s for s in run.stages if set(s.train_sources) <= {roles.d0}]
     if d0_stages and len(d0_stages) < len(run.stages):
         loss = run.stage_end_loss(d0_stages[-1].index, roles.d0)
@@ -230,6 +231,11 @@ def d0_reference(run: Run, roles: Roles, runs: Sequence[Run]) -> Optional[float]
     parent = parent_run(run, runs)
     if parent is not None and run_kind(parent, roles, runs) == "d0-only":
         return parent.final_loss(roles.d0)
+    if run.stages and run.stages[0].init_from:  # the evaluation before its first update: the model it started from
+        start = [e for e in run.evals if e.get("source") == roles.d0 and e.get("stage") == 0
+                 and e.get("stage_step") == 0]
+        if start:
+            return float(start[0]["loss"])
     for other in runs:
         if run_kind(other, roles, runs) == "d0-only":
             return other.final_loss(roles.d0)

@@ -132,3 +132,17 @@ def test_write_report_and_cli(tmp_path, runs):
     for png in ("lr.png", "valid_loss.png", "tradeoff.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert main(["report", str(runs[0].path), "--d0", "en"]) == 2  # --d0 without --d1 is an error
+
+
+def test_reference_from_start_eval_without_parent(tmp_path, runs):
+    # A continual run whose parent is not among the inputs: its step-0 evaluation is the D0 model's loss.
+    cpt = write_run(tmp_path / "alone", [stage("d1", 0, 100, 60, 1000, 600, {"de": 0.75, "en": 0.25}, 0.25,
+                                               init="/elsewhere/d0/checkpoints/step_100")],
+                    [(0, 160, 1600, "en", 3.2), (0, 160, 1600, "de", 2.0)],
+                    final={"en": 3.2, "de": 2.0}, tokens_trained=600)
+    start = {"kind": "eval", "global_step": 100, "stage": 0, "stage_step": 0, "tokens": 1000, "source": "en",
+             "loss": 3.01}
+    (cpt / "metrics.jsonl").write_text(json.dumps(start) + "\n" + (cpt / "metrics.jsonl").read_text())
+    run = load_run(cpt)
+    roles = Roles("en", "de")
+    assert d0_reference(run, roles, [run, runs[0]]) == 3.01  # not the D0-only run's 3.0
