@@ -222,3 +222,22 @@ def test_a_published_directory_with_a_truncated_array_is_rebuilt(two_sources, tm
         f.truncate(len(good) - 4)  # e.g. a power cut before the data reached the disk
     assert build_index(spec_of(new, old), tmp_path / "c", progress=False) == path
     assert (path / "source0_sample_doc.npy").read_bytes() == good
+
+
+def test_the_worked_example_of_docs_replay_md(tmp_path):
+    def docs(name, sizes, base):
+        return write_docs(tmp_path / name, [[base + 10 * i + t for t in range(s)] for i, s in enumerate(sizes)])
+
+    web, books, pile = docs("web", [3, 5, 2, 4], 100), docs("books", [6, 3], 200), docs("pile", [4, 4, 4], 500)
+    spec = ReplayIndexSpec(new=(SourceSpec(web, 0.6), SourceSpec(books, 0.4)), replay=(SourceSpec(pile),),
+                           replay_frac=0.3, num_samples=10, seq_length=3, seed=1)
+    path = build_index(spec, tmp_path / "c", progress=False)
+    ds = ReplayDataset(path)
+    src, draw = ds.blend_arrays()
+    assert src.tolist() == [0, 1, 0, 2, 1, 0, 2, 0, 1, 2]
+    assert draw.tolist() == [0, 0, 1, 0, 1, 2, 1, 3, 2, 2]
+    assert np.load(path / "source0_sample_doc.npy").tolist() == [0, 0, 1, 2]
+    assert np.load(path / "source0_sample_offset.npy").tolist() == [0, 3, 2, 2]
+    assert ds[0]["text"].tolist() == [112, 113, 114, 120]
+    counts = json.load(open(path / "counts.json"))["sources"]
+    assert [(c["samples"], c["epochs"]) for c in counts] == [(4, 1), (3, 2), (3, 1)]

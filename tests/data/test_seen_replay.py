@@ -101,3 +101,35 @@ def test_seen_only_replay_of_an_earlier_neox_cpt_stage(tmp_path):
     with pytest.raises(ValueError, match="only 20 samples"):
         build_index(replay_spec_from_config(dict(cfg, cpt_replay_consumed_samples=[21])), tmp_path / "c",
                     progress=False)
+
+
+def neox_style_index(sizes, num_epochs, seq, seed):
+    """Our own restatement of NeoX's packed index semantics (not its code): documents tiled over epochs and
+    shuffled together; sample s = tokens [s seq, s seq + seq + 1) of that stream, stored as the
+    (doc_idx position, offset) of its first token; the next sample starts on its last token."""
+    rng = np.random.default_rng(seed)
+    doc_idx = rng.permutation(np.tile(np.arange(len(sizes)), num_epochs)).astype(np.int32)
+    starts = np.concatenate([[0], np.cumsum(np.asarray(sizes)[doc_idx])])
+    num_samples = (int(starts[-1]) - 1) // seq
+    sample_idx = []
+    for s in range(num_samples + 1):
+        t = s * seq
+        pos = int(np.searchsorted(starts, t, side="right") - 1)  # the document holding token t
+        sample_idx.append([pos, t - starts[pos]])
+    return doc_idx, np.array(sample_idx, np.int64), rng.permutation(num_samples).astype(np.uint32)
+
+
+def test_reader_on_a_generated_multi_epoch_neox_index(tmp_path):
+    from neox_cpt.data.neox_index import NeoXIndexReader
+
+    sizes = [5, 1, 9, 3, 7, 2]
+    data = write_docs(tmp_path / "d_text_document", numbered_docs(sizes))
+    doc_idx, sample_idx, shuffle_idx = neox_style_index(sizes, 3, 4, 0)
+    prefix = f"{data}_train_indexmap_{len(shuffle_idx)}ns_4sl_0s_packedpi_ac"
+    for suffix, arr in (("doc", doc_idx), ("sample", sample_idx), ("shuffle", shuffle_idx)):
+        np.save(f"{prefix}_{suffix}_idx.npy", arr)
+    stream = np.concatenate([numbered_docs(sizes)[d] for d in doc_idx])
+    reader = NeoXIndexReader(prefix)
+    assert reader.num_samples == len(shuffle_idx) == (3 * sum(sizes) - 1) // 4
+    for k, s in enumerate(shuffle_idx.tolist()):
+        assert reader.read(k).tolist() == stream[4 * s: 4 * s + 5].tolist()
