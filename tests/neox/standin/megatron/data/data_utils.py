@@ -41,3 +41,34 @@ def shift_and_wrap_data_loaders(neox_args, data_loaders, loop=True):
                                           // neox_args.eval_interval) * neox_args.eval_iters % len(valid)
     wrap = cycle if loop else iter
     return tuple(wrap(x) if x is not None else None for x in (train, valid, data_loaders["test"]))
+
+
+class DistributedBatchSampler:
+    """Stand-in for megatron/data/samplers.py DistributedBatchSampler: batches of ``batch_size`` indices
+    from a sequential sampler, skipping the first ``start_iter`` batches; DP rank r takes the r-th slice."""
+
+    def __init__(self, num_samples, batch_size, rank=0, world_size=1):
+        self.num_samples, self.batch_size, self.rank, self.world_size = num_samples, batch_size, rank, world_size
+        self.start_iter = 0
+
+    def __len__(self):
+        return self.num_samples // self.batch_size
+
+    def __iter__(self):
+        per_rank = self.batch_size // self.world_size
+        for b in range(self.start_iter, len(self)):
+            first = b * self.batch_size + self.rank * per_rank
+            yield list(range(first, first + per_rank))
+        self.start_iter = 0
+
+
+def make_data_loader(dataset, neox_args):  # data_utils.py:31: global batch = micro batch x DP size
+    import torch
+
+    from megatron import mpu
+
+    if dataset is None:
+        return None
+    sampler = DistributedBatchSampler(len(dataset), neox_args.batch_size * mpu.get_data_parallel_world_size(),
+                                      mpu.get_data_parallel_rank(), mpu.get_data_parallel_world_size())
+    return torch.utils.data.DataLoader(dataset, batch_sampler=sampler, num_workers=0)

@@ -63,6 +63,7 @@ class NeoXArgsTraining(NeoXArgsTemplate):  # neox_args.py:1009
     deepspeed: bool = True
     optimizer_type: Literal["adam", "onebitadam", "sgd"] = "adam"
     is_pipe_parallel: bool = False
+    num_workers: int = 0
     lr: float = None
     batch_size: int = None
     do_train: int = None
