@@ -12,6 +12,7 @@ import os
 
 from setuptools import find_packages, setup
 from setuptools.command.build_ext import build_ext
+from setuptools.command.build_py import build_py
 
 try:
     from pybind11.setup_helpers import Pybind11Extension
@@ -30,6 +31,61 @@ class OptionalBuildExt(build_ext):
                 raise
             print("neox-cpt: native build failed; installing with the NumPy fallback")
 
+
+HOOK_PTH = "neox_cpt_hook.pth"
+
+
+class BuildPyWithHook(build_py):
+    """Also place ``neox_cpt_hook.pth`` at the root of the install (site-packages).
+
+    Python runs its one import line at every interpreter start; that installs a stdlib-only post-import
+    hook that patches GPT-NeoX's modules only if a process imports them (docs/neox.md). Works for
+    ``pip install .`` and ``pip install -e .``; ``NEOX_CPT_DISABLE=1`` turns the plugin off.
+    """
+
+    def run(self) -> None:
+        super().run()
+        self.mkpath(self.build_lib)
+        self.copy_file(os.path.join(os.path.dirname(os.path.abspath(__file__)), HOOK_PTH),
+                       os.path.join(self.build_lib, HOOK_PTH))
+
+    def get_outputs(self, include_bytecode=True):
+        return list(super().get_outputs(include_bytecode)) + [os.path.join(self.build_lib, HOOK_PTH)]
+
+
+class _StrategyWithHook:
+    """Wraps setuptools' editable-install strategy so the editable wheel carries the hook .pth too."""
+
+    def __init__(self, strategy, pth_text: str) -> None:
+        self._strategy = strategy
+        self._pth_text = pth_text
+
+    def __call__(self, wheel, files, mapping):
+        self._strategy(wheel, files, mapping)
+        wheel.writestr(HOOK_PTH, self._pth_text)
+
+    def __enter__(self):
+        self._strategy.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        return self._strategy.__exit__(*exc)
+
+
+cmdclass = {"build_ext": OptionalBuildExt, "build_py": BuildPyWithHook}
+try:  # setuptools >= 64 (PEP 660 editable installs); _select_strategy is its hook for what goes in the wheel
+    from setuptools.command.editable_wheel import editable_wheel
+
+    class EditableWheelWithHook(editable_wheel):
+        def _select_strategy(self, *args, **kwargs):
+            strategy = super()._select_strategy(*args, **kwargs)
+            with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), HOOK_PTH)) as f:
+                return _StrategyWithHook(strategy, f.read())
+
+    if hasattr(editable_wheel, "_select_strategy"):
+        cmdclass["editable_wheel"] = EditableWheelWithHook
+except ImportError:
+    pass
 
 ext_modules = []
 if Pybind11Extension is not None:
@@ -74,6 +130,6 @@ setup(
     },
     entry_points={"console_scripts": ["neox-cpt=neox_cpt.cli:main"]},
     ext_modules=ext_modules,
-    cmdclass={"build_ext": OptionalBuildExt},
+    cmdclass=cmdclass,
     zip_safe=False,
 )
