@@ -45,6 +45,9 @@ def tiny_args(workdir, **extra):
 def check_configs(workdir):
     from megatron.neox_arguments import NeoXArgs
 
+    from neox_cpt.neox import integration
+    from neox_cpt.neox.patches import config_of
+
     out = {}
     for path in sorted(glob.glob(os.path.join(ROOT, "configs", "*.yml"))):
         import yaml
@@ -55,7 +58,13 @@ def check_configs(workdir):
         sent = args.get_parent_class_value_dict(*args.__class__.__bases__, only_non_defaults=True)
         again = NeoXArgs.from_dict(dict(sent, global_num_gpus=gpus))  # what a worker rebuilds (arguments.py:460)
         cpt = {k: v for k, v in sent.items() if k.startswith("cpt_")}
-        out[os.path.basename(path)] = {
+        same_index = None
+        if integration.uses_replay(raw) and not raw.get("cpt_replay_seen_only"):
+            # the spec `neox-cpt build-index CONFIG` builds from the YAML == the one the loaders ask for
+            cfg = config_of(args)
+            loader_spec = integration.replay_spec(cfg, integration.stage_iters(cfg) * args.train_batch_size)
+            same_index = integration.replay_spec({k.replace("-", "_"): v for k, v in raw.items()}, None) == loader_spec
+        out[os.path.basename(path)] = {"same_index_spec_as_build_index": same_index,
             "cpt": cpt, "cpt_in_deepspeed_config": [k for k in args.deepspeed_config if k.startswith("cpt_")],
             "worker_equal": all(getattr(again, k) == v for k, v in cpt.items()),
             "grad_acc": args.gradient_accumulation_steps, "train_batch_size": args.train_batch_size}

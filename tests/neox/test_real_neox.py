@@ -45,6 +45,9 @@ def test_every_shipped_config_through_from_ymls(tmp_path):
         assert info["cpt_in_deepspeed_config"] == [], name
         assert info["worker_equal"], name
         assert info["train_batch_size"] == 1104, name
+    replay = {n for n, info in configs.items() if info["same_index_spec_as_build_index"] is not None}
+    assert {"10B_cpt.yml", "405M_d1_german.yml", "405M_inf_s3_german.yml"} <= replay
+    assert all(configs[n]["same_index_spec_as_build_index"] for n in replay)  # prebuilt index is found
     assert configs["10B_cpt.yml"]["cpt"]["cpt_replay_frac"] == 0.05
     assert configs["10B_cpt.yml"]["grad_acc"] == 1104  # one data-parallel replica of TP 6 x PP 4
     errors = result["errors"]
