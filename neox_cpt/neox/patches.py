@@ -144,6 +144,9 @@ def wrap_load_checkpoint(stock: Callable) -> Callable:
             if isinstance(lr_scheduler, StageLR):
                 lr_scheduler.apply()  # never trust the LR DeepSpeed restored into the optimizer state
             return loaded
+        if iteration is not None:
+            logger.warning("neox-cpt: iteration=%s is ignored in a stage: the stage starts from cpt_init_checkpoint "
+                           "and resumes from the newest checkpoint of `save`", iteration)
         return load_stage_checkpoint(stock, neox_args, cfg, model, optimizer, lr_scheduler)
 
     return load_checkpoint
