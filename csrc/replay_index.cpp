@@ -80,9 +80,9 @@ void permute_range(uint64_t start, uint64_t n, uint64_t key, py::array out) {
 // position d (over epochs) holds slot EpochOrder(n, key)(d). Sample j starts at token j * seq_length of
 // that concatenation: (document position, offset < its length). state = [d, o] is where the next
 // sample starts (not yet moved past document ends); a call writes len(doc_out) samples and advances it.
-template <typename D>
-__attribute__((flatten)) void sample_index_impl(const int32_t* sizes, uint64_t n, uint64_t key, int64_t seq, int64_t* state, D* doc_out,
-                       int32_t* off_out, int64_t count) {
+template <typename D, typename O>
+__attribute__((flatten)) void sample_index_impl(const int32_t* sizes, uint64_t n, uint64_t key, int64_t seq,
+                                                int64_t* state, D* doc_out, O* off_out, int64_t count) {
     // One pass over documents, not samples: each document costs a write that the next sample start
     // overwrites when it does not fall inside this document (no unpredictable branch per sample).
     neox_cpt::EpochOrder order(n, key);
@@ -94,14 +94,14 @@ __attribute__((flatten)) void sample_index_impl(const int32_t* sizes, uint64_t n
         for (; i < end && j < count; ++i) {
             const int64_t len = sizes[order.slot_in_block(i)];
             doc_out[j] = static_cast<D>(d);
-            off_out[j] = static_cast<int32_t>(o);
+            off_out[j] = static_cast<O>(o);
             const bool hit = o < len;
             j += hit;
             o += hit ? seq : 0;
             if (o < len) {  // a document longer than the sample stride: several samples start here
                 while (o < len && j < count) {
                     doc_out[j] = static_cast<D>(d);
-                    off_out[j] = static_cast<int32_t>(o);
+                    off_out[j] = static_cast<O>(o);
                     ++j;
                     o += seq;
                 }
@@ -115,27 +115,37 @@ __attribute__((flatten)) void sample_index_impl(const int32_t* sizes, uint64_t n
     state[1] = o;
 }
 
+template <typename D>
+void sample_index_off(const int32_t* s, uint64_t n, uint64_t key, int64_t seq, int64_t* st, D* d, py::array& offset_out,
+                      int64_t count) {
+    if (is(offset_out, 'i', 4)) {
+        int32_t* off = ptr_of<int32_t>(offset_out, "offset_out");
+        py::gil_scoped_release release;
+        sample_index_impl(s, n, key, seq, st, d, off, count);
+    } else if (is(offset_out, 'u', 2)) {  // the caller checked that no document is longer than 65536
+        uint16_t* off = ptr_of<uint16_t>(offset_out, "offset_out");
+        py::gil_scoped_release release;
+        sample_index_impl(s, n, key, seq, st, d, off, count);
+    } else {
+        throw std::invalid_argument("sample_index: offset_out must be int32 or uint16");
+    }
+}
+
 void sample_index(const py::array& slot_sizes, uint64_t key, int64_t seq_length, py::array state, py::array doc_out,
                   py::array offset_out) {
     if (!is(slot_sizes, 'i', 4)) throw std::invalid_argument("sample_index: slot_sizes must be int32");
     if (!is(state, 'i', 8) || state.size() != 2) throw std::invalid_argument("sample_index: state must be int64[2]");
-    if (!is(offset_out, 'i', 4)) throw std::invalid_argument("sample_index: offset_out must be int32");
     const int64_t count = doc_out.size();
     if (offset_out.size() != count) throw std::invalid_argument("sample_index: outputs differ in size");
     const uint64_t n = static_cast<uint64_t>(slot_sizes.size());
     if (n == 0 || seq_length < 1) throw std::invalid_argument("sample_index: need documents and seq_length >= 1");
     const int32_t* s = cptr_of<int32_t>(slot_sizes, "slot_sizes");
     int64_t* st = ptr_of<int64_t>(state, "state");
-    int32_t* off = ptr_of<int32_t>(offset_out, "offset_out");
     if (st[0] < 0 || st[1] < 0) throw std::invalid_argument("sample_index: negative state");
     if (is(doc_out, 'i', 4)) {
-        int32_t* d = ptr_of<int32_t>(doc_out, "doc_out");
-        py::gil_scoped_release release;
-        sample_index_impl(s, n, key, seq_length, st, d, off, count);
+        sample_index_off(s, n, key, seq_length, st, ptr_of<int32_t>(doc_out, "doc_out"), offset_out, count);
     } else if (is(doc_out, 'i', 8)) {
-        int64_t* d = ptr_of<int64_t>(doc_out, "doc_out");
-        py::gil_scoped_release release;
-        sample_index_impl(s, n, key, seq_length, st, d, off, count);
+        sample_index_off(s, n, key, seq_length, st, ptr_of<int64_t>(doc_out, "doc_out"), offset_out, count);
     } else {
         throw std::invalid_argument("sample_index: doc_out must be int32 or int64");
     }

@@ -10,7 +10,7 @@ Arrays (all ``.npy``; N = num_samples, n_i = draws of source i, D_i = its docume
   per-position arrays when something wants them);
 - data sources with draws: ``source{i}_doc_perm`` [D_i] (the stored document permutation),
   ``source{i}_sample_doc`` [n_i] (document position, over epochs, where sample j starts) and
-  ``source{i}_sample_offset`` int32 [n_i] (token offset there). Draw k reads sample ``P_i(k)``, a keyed
+  ``source{i}_sample_offset`` uint16/int32 [n_i] (token offset there). Draw k reads sample ``P_i(k)``, a keyed
   permutation of [0, n_i) computed on the fly; seen-only sources store nothing (draw k -> a consumed
   position of the earlier index).
 
@@ -276,8 +276,10 @@ def _sample_index(pool: ThreadPoolExecutor, out_dir: Path, i: int, e: Dict[str, 
                     "(each epoch a new document order)", e["name"], n_samples, needed, needed / tokens_per_epoch,
                     tokens_per_epoch, epochs)
     doc_dtype = position_dtype(n_docs * epochs)
+    # An offset is below its document's length: uint16 when no document is longer than 65,536 tokens.
+    off_dtype = np.dtype(np.uint16) if int(slot_sizes.max()) <= 65536 else np.dtype(np.int32)
     doc_out = NpyStream(out_dir / f"source{i}_sample_doc.npy", doc_dtype, n_samples)
-    off_out = NpyStream(out_dir / f"source{i}_sample_offset.npy", np.int32, n_samples)
+    off_out = NpyStream(out_dir / f"source{i}_sample_offset.npy", off_dtype, n_samples)
 
     def chunk(start: int, m: int, bufs) -> None:
         state = np.zeros(2, np.int64)
@@ -286,7 +288,7 @@ def _sample_index(pool: ThreadPoolExecutor, out_dir: Path, i: int, e: Dict[str, 
         doc_out.write_at(start, bufs[0][:m])
         off_out.write_at(start, bufs[1][:m])
 
-    _chunked(pool, n_samples, (doc_dtype, np.int32), chunk, f"{e['name']}: samples", tick)
+    _chunked(pool, n_samples, (doc_dtype, off_dtype), chunk, f"{e['name']}: samples", tick)
     doc_out.close()
     off_out.close()
 

@@ -43,10 +43,10 @@ def test_epoch_order_visits_every_slot_once_per_epoch_in_a_new_order(n):
 
 
 @native
-@pytest.mark.parametrize("n_docs,seq,chunks,doc_dtype", [
-    (1, 4, [3, 5], np.int64), (7, 5, [10, 1, 20], np.int32), (5000, 64, [700, 1300, 1], np.int32),
-    (4100, 3, [4000, 4000], np.int64)])
-def test_sample_index_native_equals_numpy(n_docs, seq, chunks, doc_dtype):
+@pytest.mark.parametrize("n_docs,seq,chunks,doc_dtype,off_dtype", [
+    (1, 4, [3, 5], np.int64, np.int32), (7, 5, [10, 1, 20], np.int32, np.uint16),
+    (5000, 64, [700, 1300, 1], np.int32, np.int32), (4100, 3, [4000, 4000], np.int64, np.uint16)])
+def test_sample_index_native_equals_numpy(n_docs, seq, chunks, doc_dtype, off_dtype):
     sizes = np.random.default_rng(n_docs).integers(0, 40, n_docs).astype(np.int32)
     sizes[0] = max(sizes[0], 1)
     outs = []
@@ -54,7 +54,7 @@ def test_sample_index_native_equals_numpy(n_docs, seq, chunks, doc_dtype):
         state = np.zeros(2, np.int64)
         docs, offs = [], []
         for m in chunks:
-            d, o = np.empty(m, doc_dtype), np.empty(m, np.int32)
+            d, o = np.empty(m, doc_dtype), np.empty(m, off_dtype)
             impl.sample_index(sizes, 77, seq, state, d, o)
             docs.append(d)
             offs.append(o)

@@ -241,3 +241,18 @@ def test_the_worked_example_of_docs_replay_md(tmp_path):
     assert ds[0]["text"].tolist() == [112, 113, 114, 120]
     counts = json.load(open(path / "counts.json"))["sources"]
     assert [(c["samples"], c["epochs"]) for c in counts] == [(4, 1), (3, 2), (3, 1)]
+
+
+def test_offsets_fit_uint16_up_to_65536_token_documents(tmp_path):
+    big = write_docs(tmp_path / "big", [list(range(65536)), [7] * 10], dtype=np.int32)
+    spec = ReplayIndexSpec(new=(SourceSpec(big),), num_samples=5, seq_length=13109, seed=2)
+    path = build_index(spec, tmp_path / "c", progress=False)
+    offsets = np.load(path / "source0_sample_offset.npy")
+    assert offsets.dtype == np.uint16
+    entry = json.load(open(path / "description.json"))["sources"][0]
+    cat = concatenation(path, 0, entry, 2)
+    ds = ReplayDataset(path)
+    order = np.empty(5, np.int64)
+    ref.permute_range(0, 5, entry["key_samples"], order)
+    for k in range(5):
+        assert ds[k]["text"].tolist() == cat[order[k] * 13109: order[k] * 13109 + 13110].tolist()
