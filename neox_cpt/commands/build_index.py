@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     path = build_index(spec, cache_dir, progress=not args.quiet)
     print(f"index: {path}")
     print(share_table(json.loads((path / "counts.json").read_text())))
-    valid = cfg.get("cpt_valid_data_paths") or []
+    valid = cfg.get("cpt_valid_data_paths") or cfg.get("valid_data_paths") or []
     for prefix in [valid] if isinstance(valid, str) else valid:
         ds = SourceDataset(prefix, spec.seq_length, None, spec.seed, cache_dir)
         print(f"validation index: {ds.index_dir} ({len(ds):,} samples of {prefix})")
