@@ -308,12 +308,13 @@ def describe(spec: ReplayIndexSpec, resolved: List[Resolved]) -> Dict[str, Any]:
               "replay": [x * w for w in group_weights(resolved, "replay")]}
     groups_w = {"new": group_weights(resolved, "new"), "replay": group_weights(resolved, "replay")}
     seen = {"new": 0, "replay": 0}
+    names = spec.source_names()
     sources = []
     for index, r in enumerate(resolved):
         k = seen[r.group]
         seen[r.group] += 1
         entry = {
-            "name": r.spec.display_name, "group": r.group, "kind": r.spec.kind,
+            "name": names[index], "group": r.group, "kind": r.spec.kind,
             "path": str(Path(r.spec.path).resolve()) if r.spec.kind != "neox_index" else os.path.abspath(r.spec.path),
             "weight": groups_w[r.group][k], "weight_given": r.spec.weight,
             "share_requested": shares[r.group][k], "identity": r.identity,

@@ -107,10 +107,16 @@ class ReplayIndexSpec:
             if s.kind != "data" and (s.consumed_samples is None or s.consumed_samples <= 0):
                 raise ValueError(f"cpt_replay_consumed_samples for {s.path!r} is {s.consumed_samples!r}: seen-only "
                                  f"replay needs the positive number of samples the earlier run consumed")
-        names = [s.display_name for s in self.new + self.replay]
-        if len(set(names)) != len(names):
-            raise ValueError(f"source names {names} are not unique: give each source a distinct path or name")
         return self
+
+    def source_names(self) -> Tuple[str, ...]:
+        """Display names of new then replay sources, made unique (``name#2`` for a repeated file name)."""
+        names, seen = [], {}
+        for s in self.new + self.replay:
+            n = s.display_name
+            seen[n] = seen.get(n, 0) + 1
+            names.append(n if seen[n] == 1 else f"{n}#{seen[n]}")
+        return tuple(names)
 
     @property
     def replay_ppm(self) -> int:

@@ -256,3 +256,15 @@ def test_offsets_fit_uint16_up_to_65536_token_documents(tmp_path):
     ref.permute_range(0, 5, entry["key_samples"], order)
     for k in range(5):
         assert ds[k]["text"].tolist() == cat[order[k] * 13109: order[k] * 13109 + 13110].tolist()
+
+
+def test_sources_with_the_same_file_name_get_distinct_names(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    one = write_docs(tmp_path / "a" / "text_document", [[1] * 50])
+    two = write_docs(tmp_path / "b" / "text_document", [[2] * 50])
+    spec = ReplayIndexSpec(new=(SourceSpec(one),), replay=(SourceSpec(two),), replay_frac=0.5, num_samples=4,
+                           seq_length=3)
+    ds = ReplayDataset(build_index(spec, tmp_path / "c", progress=False))
+    assert ds.source_names == ["text_document", "text_document#2"]
+    assert [ds[i]["text"][0] for i in range(4)] == [1, 2, 1, 2]
