@@ -8,7 +8,8 @@
 // EpochOrder: document position d (over epochs, n documents per epoch) -> slot in a source's stored
 // document permutation. Epoch e = d / n visits every slot once: the full blocks of 4096 slots in the
 // order of a Permutation keyed by epoch_key(key, e), each block traversed by an affine map
-// i -> (a i + c) mod 4096 (a odd, per epoch and block); the partial last block stays last, rotated.
+// i -> (a i + c) mod 4096 (a odd, per epoch and block); the partial last block stays last, in the order
+// of a Permutation of its own (so a source of fewer than 4096 documents is fully reshuffled every epoch).
 // So every epoch has its own order and a source walk touches one 16 KiB block at a time.
 //
 // NumPy reference: neox_cpt/data/reference.py; keep the two identical (tests compare them).
@@ -67,7 +68,8 @@ class EpochOrder {
     static constexpr uint64_t kBlock = uint64_t{1} << kBlockBits;
 
     EpochOrder(uint64_t n, uint64_t key)
-        : n_(n), key_(key), nfull_(n >> kBlockBits), blocks_(1, 0), tail_(n - (nfull_ << kBlockBits)) {}
+        : n_(n), key_(key), nfull_(n >> kBlockBits), blocks_(1, 0), tail_(n - (nfull_ << kBlockBits)),
+          tail_perm_(1, 0) {}
 
     // Slot of document position d (sequential calls are cheap: epoch and block are cached).
     uint64_t operator()(uint64_t d) {
@@ -89,8 +91,7 @@ class EpochOrder {
     // Slot of position i within the current block (call locate() first).
     __attribute__((always_inline)) inline uint64_t slot_in_block(uint64_t i) const {
         if (full_) return base_ + ((a_ * i + c_) & (kBlock - 1));
-        const uint64_t r = i + c_;
-        return base_ + (r >= tail_ ? r - tail_ : r);
+        return base_ + tail_perm_(i);
     }
 
   private:
@@ -111,7 +112,7 @@ class EpochOrder {
             full_ = true;
         } else {
             full_ = false;
-            c_ = splitmix64(ekey_ ^ 0x2545F4914F6CDD1DULL) % tail_;
+            tail_perm_ = Permutation(tail_, ekey_ ^ 0x2545F4914F6CDD1DULL);
             base_ = nfull_ << kBlockBits;
         }
     }
@@ -120,6 +121,7 @@ class EpochOrder {
     Permutation blocks_;
     uint64_t ekey_ = 0, epoch_lo_ = ~uint64_t{0} >> 1, cur_slot_ = ~uint64_t{0};
     uint64_t tail_;
+    Permutation tail_perm_;
     uint64_t a_ = 1, c_ = 0, base_ = 0;
     bool full_ = true;
 };

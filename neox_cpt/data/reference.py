@@ -97,8 +97,7 @@ def epoch_slots(n: int, key: int, positions: np.ndarray) -> np.ndarray:
             within = (a * i[full].astype(np.uint64) + c) & np.uint64(BLOCK - 1)
             res[full] = (blk * np.uint64(BLOCK) + within).astype(np.int64)
         if (~full).any():
-            c = splitmix64(ek ^ 0x2545F4914F6CDD1D) % tail
-            res[~full] = nfull * BLOCK + (i[~full] + c) % tail
+            res[~full] = nfull * BLOCK + Permutation(tail, ek ^ 0x2545F4914F6CDD1D)(i[~full])
         out[sel] = res
     return out
 
