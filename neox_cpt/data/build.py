@@ -46,6 +46,9 @@ CHUNK = 1 << 22  # positions per kernel call: 4M x (1 + 4) bytes of blend buffer
 WORKERS = 2  # chunks built at once (each on its own thread; the kernels release the GIL)
 PERIOD = 1_000_000  # within-group weights are integers summing to this (resolution 1e-6, like replay_frac)
 Progress = Callable[[str, int, int], None]
+# Part of every cache key: bump it whenever the files or their meaning change, so that no index built by
+# older code is ever reused (2: blend stored as one period per group, per-epoch order of the last block).
+FORMAT_VERSION = 2
 
 
 class NpyStream:
@@ -326,7 +329,7 @@ def describe(spec: ReplayIndexSpec, resolved: List[Resolved]) -> Dict[str, Any]:
                 entry["data_path"] = str(Path(r.spec.data_path).resolve())
         sources.append(entry)
     return {
-        "format": "neox-cpt-replay-index", "version": 1,
+        "format": "neox-cpt-replay-index", "version": FORMAT_VERSION,
         "spec": {"num_samples": spec.num_samples, "seq_length": spec.seq_length, "seed": spec.seed,
                  "replay_frac": spec.replay_frac, "replay_ppm": spec.replay_ppm, "allow_cycling": spec.allow_cycling},
         "sources": sources,
