@@ -76,3 +76,12 @@ def test_tools_script(tmp_path):
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("index: ")
+
+
+def test_build_index_cli_shows_a_progress_bar_and_takes_num_samples(tmp_path, capsys):
+    path, cfg = make_config(tmp_path)
+    assert main(["build-index", str(path), "--num-samples", "40"]) == 0
+    captured = capsys.readouterr()
+    assert "new: samples" in captured.err and "100.0%" in captured.err
+    new_row = next(line for line in captured.out.splitlines() if line.startswith("new "))
+    assert new_row.split()[5] == "36"  # 0.9 x 40
