@@ -197,7 +197,8 @@ def main() -> None:
                                   capture_output=True, text=True)
             if proc.returncode == 0:
                 report["blend"] = json.loads(proc.stdout.strip().splitlines()[-1])
-                print("\nblend alone (s): " + ", ".join(f"{k} {v:.2f}" for k, v in report["blend"].items()))
+                print("\nblend alone (s, best of 3): " + ", ".join(
+                    f"{k} {v:.2f}" for k, v in report["blend"].items() if not k.endswith("runs")))
             else:
                 print(f"\nblend alone: FAILED\n{proc.stderr[-3000:]}")
         print_targets(report["plan"], report.get("blend"), args.scale)
