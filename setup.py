@@ -94,6 +94,7 @@ if Pybind11Extension is not None:
             "neox_cpt._native",
             sorted(glob.glob("csrc/*.cpp")),
             include_dirs=["csrc"],
+            depends=sorted(glob.glob("csrc/*.h")),  # a header change rebuilds the extension
             cxx_std=17,
             extra_compile_args=["-O3"],
         )
