@@ -90,6 +90,18 @@ def gb(x: float) -> str:
     return f"{x / 1e9:.2f} GB" if x >= 1e8 else f"{x / 1e6:.0f} MB"
 
 
+def git_commit() -> str:
+    """The tree's commit, with '+dirty' when the data code (neox_cpt/data, csrc) has uncommitted changes."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=HERE.parent, capture_output=True,
+                              text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "neox_cpt/data", "csrc"], cwd=HERE.parent,
+                               capture_output=True, text=True).stdout.strip()
+        return head + ("+dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
 def machine() -> str:
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "?")
@@ -172,7 +184,8 @@ def main() -> None:
     impls = ["megatron", "neox-cpt"] if args.impl == "both" else [args.impl]
     print(f"machine: {machine()}\npython {platform.python_version()}, command: {' '.join(sys.argv)}", flush=True)
     prefixes = ensure_data(args.data_scale)
-    report: dict = {"machine": machine(), "argv": sys.argv, "data": prefixes}
+    report: dict = {"machine": machine(), "argv": sys.argv, "data": prefixes, "neox_cpt_commit": git_commit()}
+    print(f"neox-cpt commit: {report['neox_cpt_commit']}", flush=True)
     if args.scaling:
         report["scaling"] = {}
         for n in [int(float(x)) for x in args.scaling.split(",")]:
