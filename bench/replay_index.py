@@ -18,6 +18,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import threading
@@ -108,7 +109,8 @@ def machine() -> str:
     return f"{os.cpu_count()} CPUs ({cpu}), {mem / 2**30:.1f} GiB RAM, {platform.system()} {platform.release()}"
 
 
-def run_plan(prefixes: dict, num_samples: int, impls: List[str], reads: int, tag: str) -> Dict[str, dict]:
+def run_plan(prefixes: dict, num_samples: int, impls: List[str], reads: int, tag: str,
+             keep_cache: bool = False) -> Dict[str, dict]:
     results = {}
     for impl in impls:
         cache = DATA_ROOT / "cache" / f"{impl}-{tag}"
@@ -121,6 +123,9 @@ def run_plan(prefixes: dict, num_samples: int, impls: List[str], reads: int, tag
         except RuntimeError as exc:  # keep the other implementation's figures
             print(f"[{impl}] FAILED: {exc}", flush=True)
             continue
+        finally:
+            if not keep_cache:  # index files of a 146M plan: 4.5 GB (megatron-core), 0.9 GB (neox-cpt)
+                shutil.rmtree(cache, ignore_errors=True)
         r["load_before"], r["load_after"] = load, os.getloadavg()[0]
         print(f"[{impl}] build {r['build_s']:.2f}s (CPU {r['build_cpu_s']:.2f}s) | peak RSS {gb(r['peak_rss'])} (anon {gb(r['peak_anon'])}) | "
               f"reopen {r['reopen_s'] * 1e3:.0f} ms | warm reads {r['warm_reads_per_s']:,.0f}/s | "
@@ -178,6 +183,7 @@ def main() -> None:
     ap.add_argument("--scaling", default=None, help="comma-separated sample counts for a build-time sweep")
     ap.add_argument("--megatron-max-samples", type=float, default=200e6,
                     help="in --scaling, skip megatron-core above this many samples (its RAM grows ~50 B/sample)")
+    ap.add_argument("--keep-cache", action="store_true", help="keep the built index files in bench/.data/cache")
     ap.add_argument("--json-out", default=None, help="also write all results to this JSON file")
     args = ap.parse_args()
 
@@ -200,7 +206,8 @@ def main() -> None:
             print(f"| {n:,} | " + " | ".join(cells) + " |")
     else:
         num_samples = max(1, round(PLAN_SAMPLES * args.scale))
-        report["plan"] = run_plan(prefixes, num_samples, impls, args.reads, tag=f"plan-{args.scale:g}")
+        report["plan"] = run_plan(prefixes, num_samples, impls, args.reads, tag=f"plan-{args.scale:g}",
+                                  keep_cache=args.keep_cache)
         print_comparison(report["plan"])
         if args.blend:
             blend_args = ["--num-samples", str(num_samples), "--impl", args.impl, "--new", prefixes["new"],
