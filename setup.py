@@ -127,7 +127,7 @@ setup(
             "tqdm",
             "deepspeed>=0.14",
         ],
-        "bench": ["psutil", "megatron-core==0.16.1"],
+        "bench": ["megatron-core==0.16.1"],
     },
     entry_points={"console_scripts": ["neox-cpt=neox_cpt.cli:main"]},
     ext_modules=ext_modules,
