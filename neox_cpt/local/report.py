@@ -290,7 +290,8 @@ def table_rows(runs: Sequence[Run], roles: Roles) -> List[Row]:
 
 
 def lr_curve(run: Run) -> Tuple[List[int], List[float]]:
-    """(global steps, LR) over the run's stages from their schedules; the train records' LR as a fallback."""
+    """(global steps, LR) over the run's stages from their schedules (from each stage's position 0, so a
+    re-warm shows its start from 0); the train records' LR as a fallback."""
     steps: List[int] = []
     lrs: List[float] = []
     if run.stages and all(s.schedule for s in run.stages):
@@ -299,7 +300,7 @@ def lr_curve(run: Run) -> Tuple[List[int], List[float]]:
         for stage in run.stages:
             schedule = StageSchedule.from_dict(stage.schedule)  # type: ignore[arg-type]
             stride = max(1, stage.num_steps // 400)
-            for pos in list(range(1, stage.num_steps + 1, stride)) + [stage.num_steps]:
+            for pos in list(range(0, stage.num_steps + 1, stride)) + [stage.num_steps]:
                 steps.append(stage.start_step + pos)
                 lrs.append(schedule.lr_at(pos))
         return steps, lrs

@@ -68,14 +68,14 @@ def plot_valid_loss(runs: Sequence[Run], sources: Sequence[str], path: Path) -> 
 
 
 def plot_tradeoff(rows: Sequence[Row], roles: Roles, path: Path) -> None:
-    """Forgetting (x) against adaptation (D1 loss, y): down-left is better."""
+    """Forgetting (x) against adaptation (D1 loss, y) of the runs that train on D1: down-left is better."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.0, 4.0))
     for row in rows:
-        if row.forgetting is not None and row.d1_loss is not None:
+        if row.forgetting is not None and row.d1_loss is not None and row.kind != "d0-only":
             ax.scatter(row.forgetting, row.d1_loss)
             ax.annotate(row.name, (row.forgetting, row.d1_loss), fontsize=7, xytext=(3, 3),
                         textcoords="offset points")
@@ -124,15 +124,15 @@ def write_report(runs: Sequence[Run], out_dir: "os.PathLike[str] | str", roles: 
         raise ValueError("no runs given; pass one or more run directories")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    sources = list(dict.fromkeys(s for r in runs for s in r.sources))
-    plot_lr(runs, out / "lr.png")
-    plot_valid_loss(runs, sources, out / "valid_loss.png")
-    parts = [f"# {title}", "", notes, "", "## Runs", "", stages_table(runs), ""]
     try:
         roles = roles or infer_roles(runs)
     except ValueError as exc:
         logger.warning("%s", exc)
         roles = None
+    sources = [roles.d0, roles.d1] if roles else list(dict.fromkeys(s for r in runs for s in r.sources))
+    plot_lr(runs, out / "lr.png")
+    plot_valid_loss(runs, sources, out / "valid_loss.png")
+    parts = [f"# {title}", ""] + ([notes, ""] if notes else []) + ["## Runs", "", stages_table(runs), ""]
     if roles is not None:
         rows = table_rows(runs, roles)
         plot_tradeoff(rows, roles, out / "tradeoff.png")

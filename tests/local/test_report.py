@@ -102,8 +102,9 @@ def test_lr_curve_from_schedules(runs):
     steps, lrs = lr_curve(runs[3])  # two stages of 100 and 60 steps; only the first has a schedule
     assert steps == [100, 100, 160, 160] and set(lrs) == {1e-3}  # falls back to the train records' LR
     steps, lrs = lr_curve(runs[0])
-    assert steps[0] == 1 and steps[-1] == 100 and len(steps) == 101
-    assert lrs[9] == pytest.approx(1e-3) and lrs[0] == pytest.approx(1e-4) and lrs[-1] == pytest.approx(1e-4)
+    assert steps[0] == 0 and steps[-1] == 100 and len(steps) == 102
+    assert lrs[0] == 0.0 and lrs[5] == pytest.approx(5e-4) and lrs[10] == pytest.approx(1e-3)
+    assert lrs[-1] == pytest.approx(1e-4)
 
 
 def test_bad_inputs(tmp_path, runs):
