@@ -73,3 +73,28 @@ def test_schedules_only_demo(tmp_path, capsys):
     table = (tmp_path / "schedules" / "schedules.md").read_text()
     assert "| re-warm + re-decay | d1_german | warmup | 132,366–133,251 | 0 | 0.0003 |" in table
     assert "schedule plans:" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("available, config, run_dir", [(("sotu", "bible", "german"), "demo.yml", "run"),
+                                                        (("sotu", "bible"), "demo_english.yml", "run_english")])
+def test_demo_falls_back_to_english(monkeypatch, tmp_path, available, config, run_dir):
+    """Without the German man pages the demo runs the English pair, in its own run directory."""
+    import types
+
+    import neox_cpt.local.demo_data as demo_data
+    import neox_cpt.local.report as report
+    import neox_cpt.local.report_render as render
+    import neox_cpt.local.trainer as trainer
+    from neox_cpt.local.experiments import run_demo
+
+    calls = {}
+    manifest = types.SimpleNamespace(source_names=available, unavailable=(("german", "no apt-get"),))
+    monkeypatch.setattr(demo_data, "prepare_demo_data", lambda: manifest)
+    monkeypatch.setattr(trainer, "train", lambda cfg, path: calls.update(cfg=cfg, path=path))
+    monkeypatch.setattr(report, "load_run", lambda path, name: calls.update(name=name) or "RUN")
+    monkeypatch.setattr(render, "write_report", lambda runs, out, **kw: calls.update(roles=kw["roles"]) or out)
+    run_demo(tmp_path, threads=1)
+    assert calls["path"] == tmp_path / run_dir
+    assert calls["cfg"]["threads"] == 1 and calls["cfg"]["run_dir"].endswith(run_dir)
+    d1 = "german" if run_dir == "run" else "bible"
+    assert calls["roles"].d1 == d1 and calls["name"] == f"sotu -> {d1}"

@@ -121,6 +121,7 @@ def test_bad_inputs(tmp_path, runs):
     assert fmt_tokens(1_234_567) == "1.23M" and fmt_tokens(999) == "999"
 
 
+@pytest.mark.slow  # the first matplotlib import and four plots: ~7 s on a busy 2-core machine
 def test_write_report_and_cli(tmp_path, runs):
     pytest.importorskip("matplotlib")
     from neox_cpt.cli import main
