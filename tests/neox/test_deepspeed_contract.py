@@ -20,6 +20,21 @@ CONFIG = {"train_batch_size": 2, "train_micro_batch_size_per_gpu": 2, "steps_per
 
 
 @pytest.fixture(scope="module", autouse=True)
+def no_shm_comm_build():
+    """DeepSpeed's CPU backend JIT-compiles a shared-memory all-reduce op (1-2.5 min on 2 cores) when it
+    initialises torch.distributed; a world of size 1 never uses it, and the contract under test is the
+    scheduler's, so skip that build."""
+    import importlib
+
+    ds_comm_torch = importlib.import_module("deepspeed.comm.torch")  # `import a.b.torch as x` gives torch
+
+    original = ds_comm_torch.build_shm_op
+    ds_comm_torch.build_shm_op = lambda: None
+    yield
+    ds_comm_torch.build_shm_op = original
+
+
+@pytest.fixture(scope="module", autouse=True)
 def single_process_env():
     env = {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29517", "RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0"}
     old = {k: os.environ.get(k) for k in env}
