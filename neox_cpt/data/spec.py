@@ -22,6 +22,8 @@ import math
 from dataclasses import dataclass
 from typing import Any, Mapping, Optional, Sequence, Tuple
 
+from neox_cpt.data.keys import DATA_KEYS
+
 #: Source kinds. "data": a NeoX .bin/.idx prefix, sampled afresh. "neox_cpt_index": the samples a previous
 #: neox-cpt stage consumed (its index directory). "neox_index": the samples a stock GPT-NeoX run consumed
 #: (its ``..._indexmap_..._{doc,sample,shuffle}_idx.npy`` files).
@@ -244,9 +246,5 @@ def cache_dir_from_config(cfg: Mapping[str, Any]) -> str:
     return os.path.join(os.path.dirname(os.path.abspath(str(first))), "neox_cpt_index")
 
 
-REPLAY_CONFIG_KEYS = (
-    "cpt_train_data_paths", "cpt_train_data_weights", "cpt_replay_data_paths", "cpt_replay_data_weights",
-    "cpt_replay_weighting", "cpt_replay_frac", "cpt_replay_seen_only", "cpt_replay_index_paths",
-    "cpt_replay_consumed_samples", "cpt_replay_reshuffle", "cpt_replay_allow_cycling", "cpt_valid_data_paths",
-    "cpt_index_cache_dir", "cpt_data_parallel_size",
-)
+REPLAY_CONFIG_KEYS = tuple(DATA_KEYS)
+"""The data keys' names (declared with type, default and meaning in ``neox_cpt.data.keys``)."""

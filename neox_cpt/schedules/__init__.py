@@ -18,7 +18,7 @@ from neox_cpt.schedules.config import (
     schedule_from_config,
     validate_schedule_config,
 )
-from neox_cpt.schedules.keys import FAMILY_PREFIXES, SCHEDULE_KEYS, check_unknown_keys
+from neox_cpt.schedules.keys import FAMILY_PREFIXES, SCHEDULE_KEYS, STAGE_KEYS, KeySpec, check_unknown_keys
 from neox_cpt.schedules.loader import load_stage_config, plan_from_configs
 from neox_cpt.schedules.plan import Plan, PlanStage
 from neox_cpt.schedules.recipes import anneal_branch, constant, infinite, rewarm_constant, warmup_cosine, wsd
@@ -26,7 +26,7 @@ from neox_cpt.schedules.schedule import Phase, StageSchedule
 from neox_cpt.schedules.shapes import SHAPES, get_shape
 
 __all__ = [
-    "FAMILY_PREFIXES", "RECIPES", "SCHEDULE_KEYS", "SHAPES", "Phase", "Plan", "PlanStage", "ScheduleConfig",
+    "FAMILY_PREFIXES", "KeySpec", "RECIPES", "SCHEDULE_KEYS", "SHAPES", "STAGE_KEYS", "Phase", "Plan", "PlanStage", "ScheduleConfig",
     "StageSchedule", "anneal_branch", "check_unknown_keys", "constant", "get_shape", "infinite", "load_stage_config",
     "plan_from_configs", "read_schedule_config", "rewarm_constant", "schedule_from_config",
     "validate_schedule_config", "warmup_cosine", "wsd",

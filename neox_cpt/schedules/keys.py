@@ -1,7 +1,12 @@
-"""The schedule's ``cpt_`` keys: names, meanings, which recipe reads which, and the typo check.
+"""The schedule's and the stage's ``cpt_`` keys (each published once, as ``KeySpec``), and the typo check.
 
-The docs' key table (docs/schedules.md) mirrors ``SCHEDULE_KEYS``; a test checks every key is documented.
+Every plugin key is declared once by the part that reads it: ``SCHEDULE_KEYS`` and ``STAGE_KEYS`` here,
+``neox_cpt.data.keys.DATA_KEYS`` for the replay index. The NeoX graft (``neox_cpt.neox.keys``) and the key
+tables of docs/schedules.md, docs/replay.md and docs/neox.md are generated from these mappings
+(``key_table``); tests check the docs are up to date.
 
+    >>> SCHEDULE_KEYS["cpt_warmup_frac"].type, SCHEDULE_KEYS["cpt_warmup_frac"].default
+    (<class 'float'>, '0.01')
     >>> from neox_cpt.schedules.keys import check_unknown_keys
     >>> check_unknown_keys({"cpt_replay_frac": 0.05, "cpt_warmup_frac": 0.01})  # other owners' keys pass
     >>> check_unknown_keys({"cpt_warmup_fraction": 0.01})
@@ -12,34 +17,93 @@ The docs' key table (docs/schedules.md) mirrors ``SCHEDULE_KEYS``; a test checks
 from __future__ import annotations
 
 import difflib
-from typing import Any, Dict, Mapping
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, Mapping, Optional
 
-SCHEDULE_KEYS: Dict[str, str] = {
-    "cpt_lr_schedule": "recipe: cosine | constant | rewarm_constant | infinite | wsd (default cosine)",
-    "cpt_lr_max": "peak LR (default: NeoX optimizer.params.lr)",
-    "cpt_lr_min": "final LR (default 0.1 x cpt_lr_max)",
-    "cpt_lr_const": "infinite: plateau LR (default (max+min)/2); constant: the LR held (default cpt_lr_min)",
-    "cpt_warmup_frac": "warmup duration as a fraction of the stage (default 0.01)",
-    "cpt_warmup_iters": "warmup duration in steps",
-    "cpt_cooldown_shape": "infinite cooldown shape: cosine | inv_sqrt (default cosine)",
-    "cpt_inv_sqrt_alpha": "alpha of the inv_sqrt shape (default 10)",
-    "cpt_cooldown_end_frac": "infinite: END POINT of the cooldown as a fraction of the stage (default 0.6)",
-    "cpt_cooldown_end_iter": "infinite: END POINT of the cooldown in stage steps",
-    "cpt_cooldown_frac": "infinite: cooldown DURATION (after warmup) as a fraction of the stage",
-    "cpt_cooldown_iters": "infinite: cooldown DURATION (after warmup) in steps",
-    "cpt_infinite_first_stage": "infinite: true = warmup+cooldown here; false = constant only (default true)",
-    "cpt_anneal_start_frac": "infinite: START POINT of the anneal as a fraction of the stage",
-    "cpt_anneal_start_iter": "infinite: START POINT of the anneal in stage steps",
-    "cpt_anneal_frac": "infinite: anneal DURATION (ending at the stage end) as a fraction of the stage",
-    "cpt_anneal_iters": "infinite: anneal DURATION (ending at the stage end) in steps",
-    "cpt_decay_shape": "wsd decay shape: linear | cosine | inv_sqrt | exp (default linear)",
-    "cpt_decay_frac": "wsd: decay DURATION (ending at the stage end) as a fraction of the stage (default 0.2)",
-    "cpt_decay_iters": "wsd: decay DURATION in steps",
+NEOX_TYPES = (int, float, str, bool, list)
+"""Types a plugin key may have: plain types NeoX's ``validate_types`` accepts (a float key also takes ints)."""
+
+
+@dataclass(frozen=True)
+class KeySpec:
+    """One plugin key: its type, its default and its meaning (the single description; docs are generated)."""
+
+    type: type
+    """Value type, one of ``NEOX_TYPES`` (the NeoX graft declares the key with this type)."""
+    default: str
+    """What applies when the key is unset, as shown in the docs (``—``: nothing / required). NeoX itself holds
+    null for every plugin key, so unset keys stay absent from the config the core reads."""
+    doc: str
+    """Meaning (markdown, one line)."""
+
+    def __post_init__(self) -> None:
+        if self.type not in NEOX_TYPES:
+            raise TypeError(f"KeySpec type {self.type!r} is not one of {NEOX_TYPES} (NeoX validate_types)")
+
+
+def key_table(specs: Mapping[str, KeySpec], extra: Optional[Dict[str, Callable[[str], str]]] = None) -> str:
+    """A markdown table of ``specs`` (key, type, meaning, default, then one column per ``extra`` item)."""
+    extra = extra or {}
+    head = ["key", "type", "meaning", "default", *extra]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for key, spec in specs.items():
+        cells = [f"`{key}`", spec.type.__name__, spec.doc.replace("|", "/"), spec.default]
+        lines.append("| " + " | ".join(cells + [column(key) for column in extra.values()]) + " |")
+    return "\n".join(lines)
+
+
+_F, _I, _S, _B = float, int, str, bool
+SCHEDULE_KEYS: Dict[str, KeySpec] = {
+    "cpt_lr_schedule": KeySpec(_S, "`cosine`", "recipe: `cosine`, `constant`, `rewarm_constant`, `infinite` or `wsd`"),
+    "cpt_lr_max": KeySpec(_F, "NeoX `optimizer.params.lr` (or `lr`)", "peak LR (warmup target)"),
+    "cpt_lr_min": KeySpec(_F, "0.1 × `cpt_lr_max`", "final LR (end of the decay / anneal)"),
+    "cpt_lr_const": KeySpec(_F, "(max+min)/2; `constant`: `cpt_lr_min`", "infinite: plateau η_const; `constant`: "
+                            "the LR held"),
+    "cpt_warmup_frac": KeySpec(_F, "0.01", "warmup duration / stage length (the first stage only for infinite)"),
+    "cpt_warmup_iters": KeySpec(_I, "—", "warmup duration in steps"),
+    "cpt_cooldown_shape": KeySpec(_S, "`cosine`", "infinite cooldown shape: `cosine` or `inv_sqrt`"),
+    "cpt_inv_sqrt_alpha": KeySpec(_F, "10", "α of the inv_sqrt shape h(x) = 1/√(1+αx) − 1"),
+    "cpt_cooldown_end_frac": KeySpec(_F, "0.6", "infinite, first stage: **end point** T_cd / stage length"),
+    "cpt_cooldown_end_iter": KeySpec(_I, "—", "infinite, first stage: **end point** T_cd in stage steps"),
+    "cpt_cooldown_frac": KeySpec(_F, "—", "infinite, first stage: cooldown **duration** (T_cd − T_w) / stage length"),
+    "cpt_cooldown_iters": KeySpec(_I, "—", "infinite, first stage: cooldown **duration** T_cd − T_w in steps"),
+    "cpt_infinite_first_stage": KeySpec(_B, "`true`", "infinite: `true` = warmup + cooldown here; `false` = "
+                                        "constant only"),
+    "cpt_anneal_start_frac": KeySpec(_F, "no anneal", "infinite: **start point** T_ann / stage length"),
+    "cpt_anneal_start_iter": KeySpec(_I, "no anneal", "infinite: **start point** T_ann in stage steps"),
+    "cpt_anneal_frac": KeySpec(_F, "no anneal", "infinite: anneal **duration** (T − T_ann) / stage length, ending "
+                               "at the stage end"),
+    "cpt_anneal_iters": KeySpec(_I, "no anneal", "infinite: anneal **duration** T − T_ann in steps, ending at the "
+                                "stage end"),
+    "cpt_decay_shape": KeySpec(_S, "`linear`", "wsd decay shape: `linear`, `cosine`, `inv_sqrt` or `exp`"),
+    "cpt_decay_frac": KeySpec(_F, "0.2", "wsd: decay **duration** / stage length, ending at the stage end"),
+    "cpt_decay_iters": KeySpec(_I, "—", "wsd: decay **duration** in steps"),
 }
-"""The schedule keys this module owns, with their meaning (the docs' key table)."""
+"""The schedule keys (neox_cpt.schedules.config reads them)."""
 
-SHARED_KEYS = ("cpt_stage_iters", "cpt_stage_tokens", "cpt_stage_start_iter", "cpt_stage_name")
-"""Stage keys owned by the stages code that the schedule also reads."""
+STAGE_KEYS: Dict[str, KeySpec] = {
+    "cpt_stage_name": KeySpec(_S, "— (`stage` for index names)", "Name of this stage (e.g. `d1_slimpajama`). "
+                              "Required with `cpt_init_checkpoint`: it is written next to every checkpoint of the "
+                              "stage (`neox_cpt_stage.json`) and is how a relaunch with the same YAML knows it "
+                              "resumes this stage instead of starting it; also names the index directory."),
+    "cpt_init_checkpoint": KeySpec(_S, "— (not a stage run: plain NeoX resume semantics)", "The checkpoint this "
+                                   "stage starts from: a NeoX save directory (its `latest` is used) or one "
+                                   "`.../global_stepN` directory of it. Loaded on the first launch only; once "
+                                   "`save` holds a checkpoint of this stage, relaunching resumes from there."),
+    "cpt_reset_optimizer": KeySpec(_B, "`false`", "Start the stage with a fresh optimizer state (weights only, as "
+                                   "NeoX `finetune` but keeping the global iteration); false: AdamW moments are "
+                                   "loaded with the weights."),
+    "cpt_stage_iters": KeySpec(_I, "NeoX `train_iters`", "Number of optimizer iterations in this stage. The run "
+                               "ends at global iteration start + this; schedule and data index are sized to it. "
+                               "In a stage `train_iters` is then rewritten to the absolute end iteration."),
+    "cpt_stage_tokens": KeySpec(_I, "—", "Length of this stage in training tokens instead of iterations: "
+                                "⌈tokens / (global batch × `seq_length`)⌉ iterations. Give `cpt_stage_iters` or "
+                                "this, not both."),
+    "cpt_stage_start_iter": KeySpec(_I, "the iteration of `cpt_init_checkpoint`", "Global iteration this stage "
+                                    "starts at. In NeoX a cross-check (a first launch whose checkpoint differs "
+                                    "stops); in a plan (`neox-cpt schedule`) where the stage is drawn."),
+}
+"""The stage keys: which stage, from which checkpoint, how long (length: ``neox_cpt.schedules.stage``)."""
 
 FAMILY_PREFIXES = ("cpt_lr", "cpt_warmup", "cpt_cooldown", "cpt_anneal", "cpt_decay", "cpt_inv_sqrt",
                    "cpt_infinite")
@@ -60,9 +124,20 @@ RECIPE_KEYS: Dict[str, set] = {
 }
 
 
+def recipes_reading(key: str) -> str:
+    """The recipes that read ``key`` (the docs' "recipes" column)."""
+    names = [name for name, keys in RECIPE_KEYS.items() if key in keys]
+    return "all" if len(names) == len(RECIPE_KEYS) else ", ".join(names)
+
+
+def schedule_key_table() -> str:
+    """The key table of docs/schedules.md."""
+    return key_table(SCHEDULE_KEYS, {"recipes": recipes_reading})
+
+
 def check_unknown_keys(cfg: Mapping[str, Any]) -> None:
     """Reject unknown keys of the schedule family (typos) with a 'did you mean'; ignore everything else."""
-    known = list(SCHEDULE_KEYS) + list(SHARED_KEYS)
+    known = list(SCHEDULE_KEYS) + list(STAGE_KEYS)
     for key in cfg:
         if isinstance(key, str) and key.startswith(FAMILY_PREFIXES) and key not in SCHEDULE_KEYS:
             close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)

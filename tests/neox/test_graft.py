@@ -19,19 +19,33 @@ def test_every_key_has_a_docstring_and_a_neox_type():
         assert r.name.startswith("cpt_")
     by_name = {r.name: r for r in rows}
     assert by_name["cpt_lr_max"].type is float and by_name["cpt_warmup_iters"].type is int
-    assert by_name["cpt_stage_iters"].type is int and by_name["cpt_reset_optimizer"].default is False
+    assert by_name["cpt_stage_iters"].type is int and by_name["cpt_reset_optimizer"].type is bool
+    assert {r.default for r in rows} == {None}  # unset keys stay absent from the config the core reads
     assert {"cpt_lr_schedule", "cpt_stage_name", "cpt_init_checkpoint", "cpt_reset_optimizer"} <= set(names)
 
 
-def test_neox_type_mapping():
-    from typing import List, Literal, Optional, Tuple, Union
+def test_graft_rows_are_the_families_keyspecs():
+    from neox_cpt.data.keys import DATA_KEYS
+    from neox_cpt.schedules.keys import NEOX_TYPES, SCHEDULE_KEYS, STAGE_KEYS
 
-    assert keys.neox_type(Optional[int], "k") is int
-    assert keys.neox_type(Tuple[str, ...], "k") is list and keys.neox_type(List[float], "k") is list
-    assert keys.neox_type(Literal["a", "b"], "k") == Literal["a", "b"]
-    assert keys.neox_type(Optional[Union[str, float]], "k") == Union[str, float, int]
-    with pytest.raises(TypeError, match="plugin key k"):
-        keys.neox_type(set, "k")
+    rows = {r.name: r for r in keys.graft_fields()}
+    families = {"schedules": SCHEDULE_KEYS, "data": DATA_KEYS, "stages": STAGE_KEYS}
+    assert set(rows) == set(SCHEDULE_KEYS) | set(DATA_KEYS) | set(STAGE_KEYS)
+    for owner, specs in families.items():
+        for name, spec in specs.items():  # one description: the graft's is the owner's object
+            assert (rows[name].type, rows[name].owner) == (spec.type, owner) and rows[name].doc is spec.doc
+            assert spec.type in NEOX_TYPES
+    assert rows["cpt_replay_frac"].type is float and rows["cpt_train_data_paths"].type is list
+
+
+def test_keyspec_rejects_types_neox_cannot_validate_and_duplicates_raise():
+    from neox_cpt.schedules.keys import KeySpec
+
+    with pytest.raises(TypeError, match="validate_types"):
+        KeySpec(set, "—", "doc")
+    spec = KeySpec(int, "—", "doc")
+    with pytest.raises(ValueError, match="cpt_x declared twice"):
+        keys.graft_fields({"a": {"cpt_x": spec}, "b": {"cpt_x": spec}})
 
 
 def test_graft_keys_load_and_travel_but_not_to_deepspeed(standin):
@@ -93,22 +107,19 @@ def test_as_mapping_drops_unset_values():
     assert as_mapping({"a": None, "b": 1}) == {"b": 1}
 
 
-def test_data_key_table_matches_the_replay_index_keys():
+def test_replay_config_keys_are_the_data_keys():
+    from neox_cpt.data.keys import DATA_KEYS
     from neox_cpt.data.spec import REPLAY_CONFIG_KEYS
 
-    assert set(keys.DATA_KEY_DOCS) == set(REPLAY_CONFIG_KEYS)
-    assert set(keys.KEY_MAPPINGS["neox_cpt.neox.keys:DATA_KEY_DOCS"]) == set(REPLAY_CONFIG_KEYS)
+    assert REPLAY_CONFIG_KEYS == tuple(DATA_KEYS) and "cpt_replay_frac" in REPLAY_CONFIG_KEYS
 
 
-def test_schedule_key_table_matches_the_schedule_keys():
-    from neox_cpt.schedules.keys import SCHEDULE_KEYS
-
-    assert set(keys.KEY_MAPPINGS["neox_cpt.schedules.keys:SCHEDULE_KEYS"]) == set(SCHEDULE_KEYS)
-
-
-def test_docs_key_table_is_generated_from_the_docstrings():
+@pytest.mark.parametrize("rel", sorted(keys.DOC_TABLES))
+def test_docs_key_tables_are_generated_from_the_keyspecs(rel):
     import os
 
-    doc = open(os.path.join(os.path.dirname(__file__), "..", "..", "docs", "neox.md")).read()
-    table = doc.split("<!-- keys:start -->\n", 1)[1].split("\n<!-- keys:end -->", 1)[0]
-    assert table == keys.markdown_table(), "regenerate: python -m neox_cpt.neox.keys"
+    root = os.path.join(os.path.dirname(__file__), "..", "..")
+    table = keys.doc_table(open(os.path.join(root, rel)).read())
+    assert table == keys.DOC_TABLES[rel](), "regenerate: python -m neox_cpt.neox.keys"
+    assert table.count("\n| `cpt_") == len({"docs/schedules.md": keys.SCHEDULE_KEYS, "docs/replay.md": keys.DATA_KEYS,
+                                            "docs/neox.md": keys.STAGE_KEYS}[rel])
