@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping, Optional, Sequence, Tuple
 
 from neox_cpt.data.keys import DATA_KEYS
+from neox_cpt.schedules.stage import global_batch_size, stage_num_steps
 
 #: Source kinds. "data": a NeoX .bin/.idx prefix, sampled afresh. "neox_cpt_index": the samples a previous
 #: neox-cpt stage consumed (its index directory). "neox_index": the samples a stock GPT-NeoX run consumed
@@ -68,7 +69,7 @@ class ReplayIndexSpec:
     replay_frac: float = 0.0
     """Fraction x of every window of positions taken by the replay group, in [0, 1); resolved to 1e-6."""
     num_samples: int = 0
-    """Samples this stage consumes (train_iters x global batch)."""
+    """Samples this stage consumes (stage steps x global batch, see ``num_samples_from_config``)."""
     seq_length: int = 2048
     """Tokens per sample minus one (NeoX's ``seq_length``)."""
     seed: int = 1234
@@ -167,20 +168,13 @@ def _normalise(cfg: Mapping[str, Any]) -> dict:
 
 
 def num_samples_from_config(cfg: Mapping[str, Any]) -> int:
-    """Stage samples = (cpt_stage_iters or train_iters) x global batch."""
+    """Stage samples = stage steps (``stage_num_steps``: the schedule's own length) x global batch."""
     cfg = _normalise(cfg)
-    iters = cfg.get("cpt_stage_iters") or cfg.get("train_iters")
-    if not iters:
-        raise ValueError("train_iters (or cpt_stage_iters) is not set: the index is sized to the stage's samples")
-    batch = cfg.get("train_batch_size")
-    if not batch:
-        micro, accum = cfg.get("train_micro_batch_size_per_gpu"), cfg.get("gradient_accumulation_steps", 1)
-        dp = cfg.get("cpt_data_parallel_size")
-        if not (micro and dp):
-            raise ValueError("train_batch_size is not set: give it, or train_micro_batch_size_per_gpu, "
-                             "gradient_accumulation_steps and cpt_data_parallel_size")
-        batch = int(micro) * int(accum or 1) * int(dp)
-    return int(iters) * int(batch)
+    batch = global_batch_size(cfg)
+    if batch is None:
+        raise ValueError("train_batch_size is not set: give it, or train_micro_batch_size_per_gpu, "
+                         "gradient_accumulation_steps and cpt_data_parallel_size")
+    return stage_num_steps(cfg) * batch
 
 
 def replay_spec_from_config(cfg: Mapping[str, Any], num_samples: Optional[int] = None) -> ReplayIndexSpec:

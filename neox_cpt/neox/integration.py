@@ -42,10 +42,10 @@ def schedule_for(cfg: Mapping[str, Any]):
 
 
 def stage_iters(cfg: Mapping[str, Any]) -> int:
-    """The stage length in iterations, as the schedule resolves it (cpt_stage_iters/_tokens, train_iters)."""
-    from neox_cpt.schedules.config import read_schedule_config
+    """The stage length in iterations (cpt_stage_iters/_tokens, train_iters): the schedule's and the index's."""
+    from neox_cpt.schedules.stage import stage_num_steps
 
-    return read_schedule_config(cfg).stage_steps
+    return stage_num_steps(cfg)
 
 
 def validate(cfg: Mapping[str, Any]) -> None:

@@ -22,6 +22,10 @@ from neox_cpt.schedules import recipes
 from neox_cpt.schedules.keys import NEOX_LR_KEYS, RECIPE_KEYS, SCHEDULE_KEYS, check_unknown_keys
 from neox_cpt.schedules.schedule import StageSchedule
 from neox_cpt.schedules.shapes import get_shape
+from neox_cpt.schedules.stage import one_of as _one_of
+from neox_cpt.schedules.stage import read_number as _number
+from neox_cpt.schedules.stage import read_whole as _iters
+from neox_cpt.schedules.stage import stage_num_steps, tokens_per_step_of
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +63,7 @@ class ScheduleConfig:
     start_step: Optional[int] = None
     """Global start step from ``cpt_stage_start_iter`` (None = where the previous stage ends)."""
     tokens_per_step: Optional[int] = None
-    """train_batch_size x seq_length when both are given."""
+    """global batch x seq_length when both are given."""
     name: str = ""
     """``cpt_stage_name`` (display only)."""
 
@@ -77,24 +81,6 @@ RECIPES: Dict[str, Callable[[ScheduleConfig], StageSchedule]] = {
 """Recipe name -> builder; adding a recipe adds an entry here and its keys in ``RECIPE_KEYS``."""
 
 
-def _number(cfg: Mapping[str, Any], key: str, fix: str) -> Optional[float]:
-    value = cfg.get(key)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"{key} = {value!r} is not a number; {fix} (YAML reads 1e-4 as text: write 1.0e-4)")
-    return float(value)
-
-
-def _iters(cfg: Mapping[str, Any], key: str, minimum: int = 1) -> Optional[int]:
-    value = _number(cfg, key, f"give a whole number of steps >= {minimum}")
-    if value is None:
-        return None
-    if not value.is_integer() or value < minimum:
-        raise ValueError(f"{key} = {cfg[key]!r} must be a whole number of steps >= {minimum}")
-    return int(value)
-
-
 def _frac(cfg: Mapping[str, Any], key: str, low_open: bool, high_open: bool) -> Optional[float]:
     value = _number(cfg, key, "give a fraction of the stage")
     if value is None:
@@ -109,36 +95,6 @@ def frac_to_steps(frac: float, stage_steps: int) -> int:
     """A fraction of the stage in whole steps: round to nearest (ties up); a positive fraction gives >= 1."""
     steps = int(math.floor(frac * stage_steps + 0.5))
     return max(steps, 1) if frac > 0 else 0
-
-
-def _one_of(cfg: Mapping[str, Any], *keys: str) -> Optional[str]:
-    given = [k for k in keys if cfg.get(k) is not None]
-    if len(given) > 1:
-        raise ValueError(f"{' and '.join(f'{k} = {cfg[k]!r}' for k in given)} both set the same thing; keep one")
-    return given[0] if given else None
-
-
-def tokens_per_step_of(cfg: Mapping[str, Any]) -> Optional[int]:
-    """train_batch_size x seq_length, or None when either is missing."""
-    batch = _iters(cfg, "train_batch_size")
-    seq = _iters(cfg, "seq_length")
-    return batch * seq if batch is not None and seq is not None else None
-
-
-def _stage_steps(cfg: Mapping[str, Any], tokens_per_step: Optional[int]) -> int:
-    key = _one_of(cfg, "cpt_stage_iters", "cpt_stage_tokens")
-    if key == "cpt_stage_tokens":
-        tokens = _iters(cfg, key)
-        if tokens_per_step is None:
-            raise ValueError(f"cpt_stage_tokens = {cfg[key]!r} needs train_batch_size and seq_length to convert "
-                             "tokens to steps; set both, or give cpt_stage_iters instead")
-        # Round up: the stage trains at least the requested tokens.
-        return -(-tokens // tokens_per_step)
-    steps = _iters(cfg, key or "train_iters")
-    if steps is None:
-        raise ValueError("the stage length is missing: set cpt_stage_iters (steps), cpt_stage_tokens, or NeoX "
-                         "train_iters")
-    return steps
 
 
 def _lr_max(cfg: Mapping[str, Any]) -> float:
@@ -174,7 +130,7 @@ def read_schedule_config(cfg: Mapping[str, Any]) -> ScheduleConfig:
         logger.warning("NeoX LR keys %s are ignored: the cpt schedule sets the LR (see docs/schedules.md)",
                        ", ".join(ignored))
     tokens_per_step = tokens_per_step_of(cfg)
-    n = _stage_steps(cfg, tokens_per_step)
+    n = stage_num_steps(cfg)
     lr_max = _lr_max(cfg)
     lr_min = _number(cfg, "cpt_lr_min", "give the final LR")
     lr_min = recipes.default_lr_min(lr_max) if lr_min is None else lr_min

@@ -85,3 +85,17 @@ def test_build_index_cli_shows_a_progress_bar_and_takes_num_samples(tmp_path, ca
     assert "new: samples" in captured.err and "100.0%" in captured.err
     new_row = next(line for line in captured.out.splitlines() if line.startswith("new "))
     assert new_row.split()[5] == "36"  # 0.9 x 40
+
+
+def test_build_index_and_schedule_agree_on_a_stage_given_in_tokens(tmp_path, capsys):
+    from neox_cpt.data.dataset import ReplayDataset
+    from neox_cpt.schedules import schedule_from_config
+
+    # 1000 tokens at 20 x 6 tokens per step = 8.33 -> 9 steps; the index must hold 9 x 20 samples
+    path, cfg = make_config(tmp_path, cpt_stage_tokens=1000, cpt_lr_max=1.0e-3)
+    del cfg["train_iters"]
+    path.write_text(yaml.safe_dump(cfg))
+    assert main(["build-index", str(path), "--quiet"]) == 0
+    index = Path(capsys.readouterr().out.split("index: ", 1)[1].split()[0])
+    assert schedule_from_config(cfg).num_steps == 9
+    assert len(ReplayDataset(index)) == 9 * 20
