@@ -83,15 +83,26 @@ def build_replay_loaders(neox_args: Any, cfg: Dict[str, Any]) -> Dict[str, Any]:
 
     num_iters = stage_length(neox_args)
     num_samples = num_iters * neox_args.train_batch_size
-    spec = integration.replay_spec(cfg, num_samples=num_samples)
-    cache_dir = integration.cache_dir(cfg)
-    index_dir = integration.build_replay_index(spec, cache_dir, is_builder=dist.get_rank() == 0,
-                                               barrier=dist.barrier)
-    neox_args._cpt_index_dir = str(index_dir)
+    start = 0
+    if integration.continues_parent_data(cfg):  # an anneal branch: the parent's index from the branch point
+        index_dir, start = integration.parent_data(cfg)
+        cache_dir = cfg.get("cpt_index_cache_dir") or os.path.dirname(os.path.abspath(index_dir))
+        left = len(integration.replay_dataset(index_dir, start_sample=start))
+        if left < num_samples:
+            raise ValueError(f"cpt_continue_parent_data: the parent's index {index_dir} holds {left} samples after "
+                             f"position {start}, the branch needs {num_samples} ({num_iters} iters x "
+                             f"{neox_args.train_batch_size}); branch off earlier or shorten cpt_stage_iters")
+    else:
+        spec = integration.replay_spec(cfg, num_samples=num_samples)
+        cache_dir = integration.cache_dir(cfg)
+        index_dir = integration.build_replay_index(spec, cache_dir, is_builder=dist.get_rank() == 0,
+                                                   barrier=dist.barrier)
+    neox_args._cpt_index_dir, neox_args._cpt_data_start = str(index_dir), start
     loader_rank = _is_loader_rank(neox_args)
-    train = make_data_loader(integration.replay_dataset(index_dir), neox_args=neox_args) if loader_rank else None
+    train = (make_data_loader(integration.replay_dataset(index_dir, start_sample=start), neox_args=neox_args)
+             if loader_rank else None)
     valid = build_valid_loaders(neox_args, cfg, num_iters, cache_dir, loader_rank)
-    _log_rank0(f"neox-cpt: replay index {index_dir} ({num_samples} samples = {num_iters} iters x "
+    _log_rank0(f"neox-cpt: replay index {index_dir} from sample {start} ({num_samples} samples = {num_iters} iters x "
                f"{neox_args.train_batch_size}); validation sources {sorted(valid.iterators) if valid else []}")
     do_train = train is not None and num_iters > 0
     do_valid = valid is not None and loader_rank and neox_args.eval_iters > 0
@@ -125,7 +136,7 @@ def wrap_build_loaders(stock: Callable) -> Callable:
     @functools.wraps(stock)
     def build_train_valid_test_data_loaders(neox_args):
         cfg = prepare_stage(neox_args)
-        if integration.uses_replay(cfg):
+        if integration.uses_replay(cfg) or integration.continues_parent_data(cfg):
             return build_replay_loaders(neox_args, cfg)
         if integration.uses_stage(cfg):
             with overridden(neox_args, train_iters=neox_args._cpt_stage_iters):

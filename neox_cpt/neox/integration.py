@@ -23,6 +23,17 @@ def uses_stage(cfg: Mapping[str, Any]) -> bool:
     return cfg.get("cpt_init_checkpoint") is not None
 
 
+def continues_parent_data(cfg: Mapping[str, Any]) -> bool:
+    """An anneal branch training on its parent stage's index from the branch point (cpt_continue_parent_data)."""
+    return bool(cfg.get("cpt_continue_parent_data")) and uses_stage(cfg)
+
+
+def parent_data(cfg: Mapping[str, Any]):
+    from neox_cpt.neox.stages import parent_data as read
+
+    return read(cfg["cpt_init_checkpoint"])
+
+
 def uses_schedule(cfg: Mapping[str, Any]) -> bool:
     """The plugin's scheduler replaces AnnealingLR in a stage or when any schedule key is set."""
     from neox_cpt.schedules.config import SCHEDULE_KEYS
@@ -54,6 +65,12 @@ def validate(cfg: Mapping[str, Any]) -> None:
         from neox_cpt.schedules.config import validate_schedule_config
 
         validate_schedule_config(cfg)
+    if cfg.get("cpt_continue_parent_data"):
+        given = [k for k in REPLAY_TRIGGERS if cfg.get(k) not in (None, False)]
+        if not uses_stage(cfg) or given:
+            raise ValueError(f"cpt_continue_parent_data: true {'with ' + ', '.join(given) if given else 'without cpt_init_checkpoint'}"
+                             "; a branch continues the data of the stage that wrote cpt_init_checkpoint: set "
+                             "cpt_init_checkpoint and remove the branch's own data keys (validation keys may stay)")
     if uses_replay(cfg):
         if seen_only_needs_consumed(cfg):  # the plugin fills it from cpt_init_checkpoint at launch
             cfg = dict(cfg, cpt_replay_consumed_samples=[1] * len(cfg.get("cpt_replay_index_paths") or [1]))

@@ -77,7 +77,8 @@ def announcement(cfg: Dict[str, Any]) -> str:
         phases = ", ".join(f"{r['phase']} {r['start_step']}-{r['end_step']} {r['lr_start']:.3g}->{r['lr_end']:.3g}"
                            for r in schedule.phase_table())
         parts.append(f"schedule={schedule.recipe or 'custom'} [{phases}] fp={schedule.fingerprint()}")
-    parts.append("data=replay index" if integration.uses_replay(cfg) else "data=NeoX datasets")
+    parts.append("data=the parent stage's replay index, from the branch point" if integration.continues_parent_data(cfg)
+                 else "data=replay index" if integration.uses_replay(cfg) else "data=NeoX datasets")
     return "; ".join(parts)
 
 
@@ -196,6 +197,8 @@ def wrap_save_checkpoint(stock: Callable) -> Callable:
             record = {"stage_name": cfg["cpt_stage_name"], "stage_start": start, "position": iteration - start,
                       "stage_iters": getattr(neox_args, "_cpt_stage_iters", None),
                       "samples_consumed": (iteration - start) * neox_args.train_batch_size,
+                      "index_position": getattr(neox_args, "_cpt_data_start", 0)
+                      + (iteration - start) * neox_args.train_batch_size,
                       "init_checkpoint": cfg["cpt_init_checkpoint"],
                       "schedule_fingerprint": getattr(getattr(lr_scheduler, "schedule", None), "fingerprint",
                                                       lambda: None)(),

@@ -18,7 +18,7 @@ from ``cpt_init_checkpoint`` otherwise. NeoX's tag convention is ``global_step{i
 import json
 import os
 import re
-from typing import Any, Dict, NamedTuple, Optional
+from typing import Any, Dict, NamedTuple, Optional, Tuple
 
 SIDECAR = "neox_cpt_stage.json"
 _TAG = re.compile(r"^global_step(\d+)$")
@@ -108,3 +108,15 @@ def write_sidecar(save_dir: str, iteration: int, record: Dict[str, Any]) -> str:
         json.dump(dict(record, iteration=iteration), f, indent=1, sort_keys=True)
     os.replace(tmp, path)
     return path
+
+
+def parent_data(init_checkpoint: str) -> Tuple[str, int]:
+    """(replay index directory, index position) of the stage that wrote ``init_checkpoint``, from its sidecar."""
+    ref = resolve_checkpoint(init_checkpoint)
+    sidecar = read_sidecar(ref.load_dir, ref.tag) or {}
+    if not sidecar.get("replay_index"):
+        raise ValueError(f"cpt_continue_parent_data: {ref.load_dir}/{ref.tag} has no {SIDECAR} naming a replay index; "
+                         "the parent must be a neox-cpt stage trained on a replay index (cpt_ data keys). Otherwise "
+                         "remove cpt_continue_parent_data and give the branch its own data keys")
+    # index_position = data start of that stage in its index + samples it consumed (older sidecars: start 0)
+    return str(sidecar["replay_index"]), int(sidecar.get("index_position", sidecar["samples_consumed"]))

@@ -99,6 +99,11 @@ STAGE_KEYS: Dict[str, KeySpec] = {
     "cpt_stage_tokens": KeySpec(_I, "—", "Length of this stage in training tokens instead of iterations: "
                                 "⌈tokens / (global batch × `seq_length`)⌉ iterations. Give `cpt_stage_iters` or "
                                 "this, not both."),
+    "cpt_continue_parent_data": KeySpec(_B, "`false`", "Anneal branch: train on the data of the stage that wrote "
+                                        "`cpt_init_checkpoint`, continuing where it stopped (that stage's replay "
+                                        "index, named in the checkpoint's `neox_cpt_stage.json`, from its data "
+                                        "position) instead of an index of this config's data keys (give none). The "
+                                        "branch must end before the parent's index does."),
     "cpt_stage_start_iter": KeySpec(_I, "the iteration of `cpt_init_checkpoint`", "Global iteration this stage "
                                     "starts at. In NeoX a cross-check (a first launch whose checkpoint differs "
                                     "stops); in a plan (`neox-cpt schedule`) where the stage is drawn."),

@@ -57,6 +57,11 @@ def test_german_stage_and_infinite_line():
     # the stages chain by checkpoint directory
     assert load("405M_inf_s2_slimpajama.yml")["cpt_init_checkpoint"] == load("405M_inf_s1_pile.yml")["save"]
     assert load("405M_inf_s3_german.yml")["cpt_init_checkpoint"] == load("405M_inf_s2_slimpajama.yml")["save"]
+    # the anneal branch continues stage 3's data (its replay index from the branch point), no index of its own
+    anneal = load("405M_inf_anneal.yml")
+    assert anneal["cpt_init_checkpoint"] == load("405M_inf_s3_german.yml")["save"]
+    assert integration.continues_parent_data(anneal) and not integration.uses_replay(anneal)
+    assert anneal["cpt_stage_iters"] <= load("405M_inf_s3_german.yml")["cpt_stage_iters"] // 10 + 1
 
 
 def test_seen_only_stage_from_stock_neox():

@@ -84,3 +84,37 @@ def test_per_source_evaluation_fans_out(standin, gloo, stage):
     charts = [(chart, int(batch["text"].max() >= 1000)) for _, chart, batch in model.evals]
     assert charts == [("validation_old_val", 0), ("validation_new_val", 1)]
     assert os.path.isdir(args._cpt_index_dir)
+
+
+def test_anneal_branch_continues_the_parent_stage_data_from_the_branch_point(standin, gloo, stage, tmp_path):
+    from types import SimpleNamespace
+
+    from neox_cpt.neox import stages
+
+    args = standin.NeoXArgs.from_dict(stage)
+    parent = [b["text"].numpy() for b in standin.training.build_train_valid_test_data_loaders(neox_args=args)["train"]]
+    # the parent stage d1 (began at global iteration 100) saves at 112 through the patched save_checkpoint
+    args._cpt_stage_start, args._cpt_stage_iters = 100, ITERS
+    scheduler, optimizer = SimpleNamespace(state_dict=dict), SimpleNamespace(param_groups=[{"lr": 1e-3}])
+    standin.training.save_checkpoint(args, 112, None, optimizer, scheduler)
+    data_keys = ("cpt_train_data_paths", "cpt_replay_data_paths", "cpt_replay_frac")
+    branch = {k: v for k, v in stage.items() if k not in data_keys}
+    branch.update(cpt_stage_name="d1_anneal", cpt_init_checkpoint=stage["save"], cpt_continue_parent_data=True,
+                  cpt_stage_iters=5, train_iters=5, save=str(tmp_path / "anneal"))
+    bargs = standin.NeoXArgs.from_dict(branch)
+    loaders = standin.training.build_train_valid_test_data_loaders(neox_args=bargs)
+    assert bargs._cpt_index_dir == args._cpt_index_dir and bargs._cpt_data_start == 12 * BATCH
+    got = [b["text"].numpy() for _, b in zip(range(5), loaders["train"])]
+    assert all(np.array_equal(g, p) for g, p in zip(got, parent[12:17]))  # exactly the parent's next batches
+    # a resume of the branch 2 iterations in continues at the parent's batch 14; its sidecar records position
+    bargs.iteration, bargs._cpt_stage_start, bargs._cpt_stage_iters = 114, 112, 5
+    train_it, _, _ = standin.training.shift_and_wrap_data_loaders(neox_args=bargs, data_loaders=loaders)
+    assert np.array_equal(next(train_it)["text"].numpy(), parent[14])
+    standin.training.save_checkpoint(bargs, 114, None, optimizer, scheduler)
+    assert stages.parent_data(str(tmp_path / "anneal")) == (args._cpt_index_dir, 14 * BATCH)
+    # a branch longer than what is left of the parent's index is refused
+    with pytest.raises(ValueError, match=r"holds 64 samples after position 96, the branch needs 72"):
+        standin.training.build_train_valid_test_data_loaders(
+            neox_args=standin.NeoXArgs.from_dict(dict(branch, cpt_stage_iters=9, train_iters=9)))
+    with pytest.raises(ValueError, match="cpt_continue_parent_data: true with cpt_train_data_paths"):
+        standin.NeoXArgs.from_dict(dict(branch, cpt_train_data_paths=stage["cpt_train_data_paths"]))
