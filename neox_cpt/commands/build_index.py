@@ -23,17 +23,21 @@ def run(args: argparse.Namespace) -> int:
     from neox_cpt.data.cache import build_index
     from neox_cpt.data.dataset import SourceDataset
     from neox_cpt.data.inspect import share_table
-    from neox_cpt.data.spec import cache_dir_from_config, replay_spec_from_config
+    from neox_cpt.data.spec import (cache_dir_from_config, replay_spec_from_config, valid_num_samples_from_config,
+                                    valid_sources)
     from neox_cpt.schedules.loader import load_stage_config
 
     cfg = load_stage_config(args.configs)
+    if cfg.get("cpt_continue_parent_data"):
+        print("nothing to build: cpt_continue_parent_data trains on the parent stage's index from the branch point")
+        return 0
     spec = replay_spec_from_config(cfg, num_samples=args.num_samples)
     cache_dir = args.cache_dir or cache_dir_from_config(cfg)
     path = build_index(spec, cache_dir, progress=not args.quiet)
     print(f"index: {path}")
     print(share_table(json.loads((path / "counts.json").read_text())))
-    valid = cfg.get("cpt_valid_data_paths") or cfg.get("valid_data_paths") or []
-    for prefix in [valid] if isinstance(valid, str) else valid:
-        ds = SourceDataset(prefix, spec.seq_length, None, spec.seed, cache_dir)
+    num_valid = valid_num_samples_from_config(cfg)
+    for _name, prefix in valid_sources(cfg):
+        ds = SourceDataset(prefix, spec.seq_length, num_valid, spec.seed, cache_dir)
         print(f"validation index: {ds.index_dir} ({len(ds):,} samples of {prefix})")
     return 0

@@ -177,6 +177,44 @@ def num_samples_from_config(cfg: Mapping[str, Any]) -> int:
     return stage_num_steps(cfg) * batch
 
 
+# NeoX's defaults for the evaluation cadence (megatron/neox_arguments/neox_args.py:1344,1354 at ea7aefd).
+NEOX_EVAL_INTERVAL = 1000
+NEOX_EVAL_ITERS = 100
+
+
+def valid_num_samples(num_iters: int, batch: int, eval_interval: int, eval_iters: int) -> int:
+    """Samples one validation source serves over a stage of ``num_iters`` steps, sized as NeoX sizes its
+    validation set (data_utils.py:589): (num_iters // eval_interval + 1) evaluations x eval_iters x batch."""
+    return (num_iters // eval_interval + 1) * eval_iters * batch
+
+
+def valid_num_samples_from_config(cfg: Mapping[str, Any]) -> int:
+    """``valid_num_samples`` for a stage config (NeoX's defaults where eval_interval/eval_iters are unset), so
+    ``neox-cpt build-index`` prebuilds exactly the validation indexes the NeoX run opens."""
+    cfg = _normalise(cfg)
+    return valid_num_samples(stage_num_steps(cfg), num_samples_from_config(cfg) // stage_num_steps(cfg),
+                             int(cfg.get("eval_interval", NEOX_EVAL_INTERVAL)),
+                             int(cfg.get("eval_iters", NEOX_EVAL_ITERS)))
+
+
+def valid_sources(cfg: Mapping[str, Any]) -> list:
+    """(name, prefix) of each validation source: cpt_valid_data_paths, else NeoX valid_data_paths.
+
+    >>> valid_sources({"valid_data_paths": ["/d/pile_val_text_document", "/d/sp_val_text_document"]})
+    [('pile_val', '/d/pile_val_text_document'), ('sp_val', '/d/sp_val_text_document')]
+    """
+    import os
+
+    prefixes = cfg.get("cpt_valid_data_paths") or cfg.get("valid_data_paths") or []
+    prefixes = [prefixes] if isinstance(prefixes, str) else prefixes
+    names: list = []
+    for prefix in prefixes:
+        name = os.path.basename(str(prefix).rstrip("/"))
+        name = name[: -len("_text_document")] if name.endswith("_text_document") else name
+        names.append(name if name not in names else f"{name}_{len(names)}")
+    return list(zip(names, [str(p) for p in prefixes]))
+
+
 def replay_spec_from_config(cfg: Mapping[str, Any], num_samples: Optional[int] = None) -> ReplayIndexSpec:
     """The spec a stage config describes (keys documented in docs/replay.md); validated.
 

@@ -13,14 +13,16 @@ Replaces three ``megatron.training`` names (see patches.py):
 - ``evaluate_and_print_results`` (training.py:1664): one evaluation and one ``validation_<source>`` chart
   per validation source.
 
-    >>> valid_sources({"valid_data_paths": ["/d/pile_val_text_document", "/d/sp_val_text_document"]})
-    [('pile_val', '/d/pile_val_text_document'), ('sp_val', '/d/sp_val_text_document')]
+Validation sources and their sizes come from ``neox_cpt.data.spec`` (``valid_sources``,
+``valid_num_samples``), which ``neox-cpt build-index`` uses too, so a prebuilt validation index is the one
+the run opens.
 """
 import functools
 import logging
 import os
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
+from neox_cpt.data.spec import valid_num_samples, valid_sources
 from neox_cpt.neox import integration
 from neox_cpt.neox.patches import _log_rank0, overridden, prepare_stage
 
@@ -35,17 +37,6 @@ class PerSourceIterators:
 
     def __repr__(self) -> str:
         return f"PerSourceIterators({list(self.iterators)})"
-
-
-def valid_sources(cfg: Dict[str, Any]) -> List[Tuple[str, str]]:
-    """(name, prefix) of each validation source: cpt_valid_data_paths, else NeoX valid_data_paths."""
-    prefixes = cfg.get("cpt_valid_data_paths") or cfg.get("valid_data_paths") or []
-    names = []
-    for prefix in prefixes:
-        name = os.path.basename(str(prefix).rstrip("/"))
-        name = name[: -len("_text_document")] if name.endswith("_text_document") else name
-        names.append(name if name not in names else f"{name}_{len(names)}")
-    return list(zip(names, [str(p) for p in prefixes]))
 
 
 def stage_length(neox_args: Any) -> int:
@@ -119,8 +110,8 @@ def build_valid_loaders(neox_args: Any, cfg: Dict[str, Any], num_iters: int, cac
     sources = valid_sources(cfg)
     if not sources:
         return None
-    evals = num_iters // neox_args.eval_interval + 1
-    num_samples = evals * neox_args.eval_iters * neox_args.train_batch_size
+    num_samples = valid_num_samples(num_iters, neox_args.train_batch_size, neox_args.eval_interval,
+                                    neox_args.eval_iters)
     loaders: Dict[str, Any] = {}
     for first in (True, False):  # rank 0 builds each source's cache first, then everyone opens it
         if first == (dist.get_rank() == 0) and loader_rank:

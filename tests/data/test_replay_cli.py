@@ -99,3 +99,12 @@ def test_build_index_and_schedule_agree_on_a_stage_given_in_tokens(tmp_path, cap
     index = Path(capsys.readouterr().out.split("index: ", 1)[1].split()[0])
     assert schedule_from_config(cfg).num_steps == 9
     assert len(ReplayDataset(index)) == 9 * 20
+
+
+def test_build_index_has_nothing_to_build_for_an_anneal_branch(tmp_path, capsys):
+    path = tmp_path / "anneal.yml"
+    path.write_text(yaml.safe_dump({"cpt_continue_parent_data": True, "cpt_init_checkpoint": str(tmp_path),
+                                    "train_iters": 5, "train_batch_size": 4, "seq_length": 6}))
+    assert main(["build-index", str(path), "--quiet"]) == 0
+    assert "nothing to build" in capsys.readouterr().out
+    assert not (tmp_path / "neox_cpt_index").exists()

@@ -118,3 +118,23 @@ def test_anneal_branch_continues_the_parent_stage_data_from_the_branch_point(sta
             neox_args=standin.NeoXArgs.from_dict(dict(branch, cpt_stage_iters=9, train_iters=9)))
     with pytest.raises(ValueError, match="cpt_continue_parent_data: true with cpt_train_data_paths"):
         standin.NeoXArgs.from_dict(dict(branch, cpt_train_data_paths=stage["cpt_train_data_paths"]))
+
+
+def test_build_index_cli_prebuilds_exactly_what_the_loaders_open(standin, gloo, stage, tmp_path):
+    """`neox-cpt build-index` on the stage YAML builds the training and every validation index; the NeoX
+    loaders then open those directories and build nothing new (same cache keys)."""
+    import yaml
+
+    from neox_cpt.cli import main
+
+    path = tmp_path / "stage.yml"
+    path.write_text(yaml.safe_dump(stage))
+    assert main(["build-index", str(path), "--quiet"]) == 0
+    cache = tmp_path / "index"
+    def indexes():
+        return sorted(p.name for p in cache.iterdir() if not p.name.startswith("."))  # not the lock files
+
+    prebuilt = indexes()
+    assert len(prebuilt) == 3 and prebuilt[0].startswith("d1-")  # the replay index + one per validation source
+    standin.training.build_train_valid_test_data_loaders(neox_args=standin.NeoXArgs.from_dict(stage))
+    assert indexes() == prebuilt
