@@ -41,7 +41,8 @@ DATA_KEYS: Dict[str, KeySpec] = {
                                         "(cycles reported)"),
     "cpt_valid_data_paths": KeySpec(list, "NeoX `valid_data_paths`", "validation sources, each evaluated and "
                                     "logged separately; `build-index` prebuilds one `SourceDataset` index per source "
-                                    "(one epoch, the stage's seed)"),
+                                    "sized as NeoX sizes validation ((stage iters // eval_interval + 1) x eval_iters x "
+                                    "batch, the stage's seed), so the run opens exactly those"),
     "cpt_index_cache_dir": KeySpec(str, "`neox_cpt_index/` next to the first new data prefix",
                                    "where indexes are built and found"),
     "cpt_data_parallel_size": KeySpec(int, "—", "only for tools without NeoX (build-index) when `train_batch_size` "
