@@ -9,8 +9,8 @@ samples are NeoX samples of ``seq_length + 1`` tokens.
     >>> model = build_model(ModelConfig(hidden_size=32, num_layers=2, num_heads=2), vocab_size=300, seq_length=16)
     >>> opt = build_optimizer(model, OptimConfig())
     >>> loss = lm_loss(model, torch.randint(0, 300, (2, 17)))
-    >>> round(loss.item(), 1)   # about ln(300) = 5.7 at initialisation
-    5.7
+    >>> import math; abs(loss.item() - math.log(300)) < 0.3   # about ln(300) = 5.7 at initialisation
+    True
 """
 from __future__ import annotations
 
