@@ -25,8 +25,8 @@ def test_demo_configs(name, d1, replay):
     assert raw["data"] == {"manifest": "demo"}
     cfg = load_run_config(offline(raw))
     d0, cpt = cfg.stages
-    assert (d0.name, d0.num_steps, d0.num_tokens) == ("d0", 977, 977 * 2048)
-    assert (cpt.init_from, cpt.reset_optimizer, cpt.num_steps) == ("d0", True, 391)
+    assert (d0.name, d0.num_steps, d0.num_tokens) == ("d0", 586, 586 * 2048)  # 1.2M tokens, rounded up to whole steps
+    assert (cpt.init_from, cpt.reset_optimizer, cpt.num_steps) == ("d0", True, 245)  # 0.5M tokens
     assert cpt.train_shares() == {d1: 1 - replay, "sotu": replay}
     assert cfg.eval_sources == ("sotu", d1)
 
