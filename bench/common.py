@@ -1,6 +1,7 @@
 """Helpers shared by the benchmark's child processes: peak RSS and the random-read measurement."""
 from __future__ import annotations
 
+import argparse
 import resource
 import time
 from typing import Any, Callable, Dict
@@ -34,3 +35,16 @@ def random_reads(get: Callable[[int], Any], num_samples: int, count: int, seed: 
         get(int(i))
     warm = count / (time.perf_counter() - t0)
     return {"first_pass_reads_per_s": cold, "warm_reads_per_s": warm, "reads": count}
+
+
+def parse_plan_args(description: str) -> argparse.Namespace:
+    """The plan both child builders take (run_megatron.py, run_neox_cpt.py), so they build the same thing."""
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("--prefixes", required=True)
+    ap.add_argument("--weights", required=True)
+    ap.add_argument("--num-samples", type=int, required=True)
+    ap.add_argument("--seq-length", type=int, default=2048)
+    ap.add_argument("--seed", type=int, default=1234)
+    ap.add_argument("--cache-dir", required=True)
+    ap.add_argument("--reads", type=int, default=20000)
+    return ap.parse_args()

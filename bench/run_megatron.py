@@ -9,7 +9,6 @@ megatron-core==0.16.1`` (and torch).
 """
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
@@ -22,7 +21,7 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import cpu_seconds, peak_rss_bytes, random_reads  # noqa: E402
+from common import cpu_seconds, parse_plan_args, peak_rss_bytes, random_reads  # noqa: E402
 
 
 class _Tok:
@@ -51,15 +50,7 @@ class _PhaseLog(logging.Handler):
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--prefixes", required=True)
-    ap.add_argument("--weights", required=True)
-    ap.add_argument("--num-samples", type=int, required=True)
-    ap.add_argument("--seq-length", type=int, default=2048)
-    ap.add_argument("--seed", type=int, default=1234)
-    ap.add_argument("--cache-dir", required=True)
-    ap.add_argument("--reads", type=int, default=20000)
-    args = ap.parse_args()
+    args = parse_plan_args("megatron-core side of the replay-index benchmark")
 
     t0 = time.perf_counter()
     import torch

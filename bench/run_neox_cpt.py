@@ -8,7 +8,6 @@ then random reads through ``ReplayDataset``; prints one JSON line with the figur
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -16,7 +15,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import cpu_seconds, peak_rss_bytes, random_reads  # noqa: E402
+from common import cpu_seconds, parse_plan_args, peak_rss_bytes, random_reads  # noqa: E402
 
 
 def plan_config(prefixes, weights, num_samples: int, seq_length: int, seed: int) -> dict:
@@ -29,15 +28,7 @@ def plan_config(prefixes, weights, num_samples: int, seq_length: int, seed: int)
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--prefixes", required=True)
-    ap.add_argument("--weights", required=True)
-    ap.add_argument("--num-samples", type=int, required=True)
-    ap.add_argument("--seq-length", type=int, default=2048)
-    ap.add_argument("--seed", type=int, default=1234)
-    ap.add_argument("--cache-dir", required=True)
-    ap.add_argument("--reads", type=int, default=20000)
-    args = ap.parse_args()
+    args = parse_plan_args("neox-cpt side of the replay-index benchmark")
 
     t0 = time.perf_counter()
     from neox_cpt.data.cache import build_index
