@@ -31,6 +31,7 @@ import yaml
 from neox_cpt.local.run_config import (EXTRA_STAGE_CPT_KEYS, GENERATED_KEYS, PREVIOUS, SCRATCH, EvalConfig,
                                        ModelConfig, OptimConfig, RunConfig, SourcePaths, StageConfig, stage_mapping)
 from neox_cpt.schedules.keys import SCHEDULE_KEYS
+from neox_cpt.schedules.stage import stage_num_steps
 
 __all__ = ["EvalConfig", "ModelConfig", "OptimConfig", "RunConfig", "SourcePaths", "StageConfig", "load_run_config",
            "stage_mapping", "validate_stages"]
@@ -128,7 +129,7 @@ TOP_KEYS = ("name", "run_dir", "data", "model", "optimizer", "eval", "batch_size
             "stages")
 
 
-def _stage(raw: Mapping[str, Any], index: int, names: List[str], tokens_per_step: int,
+def _stage(raw: Mapping[str, Any], index: int, names: List[str], batch: int, seq: int,
            defaults: Mapping[str, Any]) -> StageConfig:
     where = f"stages[{index}]."
     if not isinstance(raw, Mapping):
@@ -154,8 +155,9 @@ def _stage(raw: Mapping[str, Any], index: int, names: List[str], tokens_per_step
         raise ValueError(f"{where}tokens / steps: give exactly one budget (tokens: 2000000, or steps: 1000)")
     if "steps" in merged:
         steps = _int(merged["steps"], f"{where}steps")
-    else:  # round up: the stage trains at least the requested tokens
-        steps = -(-_int(merged["tokens"], f"{where}tokens") // tokens_per_step)
+    else:  # the one tokens -> steps rule a NeoX stage uses too (rounds up: at least the requested tokens)
+        tokens = _int(merged["tokens"], f"{where}tokens")
+        steps = stage_num_steps({"cpt_stage_tokens": tokens, "train_batch_size": batch, "seq_length": seq})
     init = merged.get("init_from", PREVIOUS if index > 0 else SCRATCH)
     if init in (None, SCRATCH, "none"):
         init = None
@@ -180,7 +182,7 @@ def _stage(raw: Mapping[str, Any], index: int, names: List[str], tokens_per_step
         raise _fail(f"{where}replay_frac", replay_frac, "needs replay_sources (e.g. {sotu: 1.0}), or set it to 0")
     seed = merged.get("seed")
     return StageConfig(
-        name=name, index=index, sources=sources, num_steps=steps, num_tokens=steps * tokens_per_step,
+        name=name, index=index, sources=sources, num_steps=steps, num_tokens=steps * batch * seq,
         replay_frac=replay_frac, replay_sources=replay, init_from=init, reset_optimizer=reset,
         schedule_keys=tuple((str(k), v) for k, v in merged.items() if str(k).startswith("cpt_")),
         seed=None if seed is None else _int(seed, f"{where}seed", 0))
@@ -235,7 +237,7 @@ def load_run_config(config: Union[str, "os.PathLike[str]", Mapping[str, Any]]) -
         raise _fail("stages", stages_raw, "give a list of stages (name, sources, tokens, schedule keys)")
     stages: List[StageConfig] = []
     for i, st in enumerate(stages_raw):
-        stages.append(_stage(st, i, [s.name for s in stages], batch * seq, defaults))
+        stages.append(_stage(st, i, [s.name for s in stages], batch, seq, defaults))
         for n, _ in stages[-1].sources + stages[-1].replay_sources:
             if n not in names:
                 raise _fail(f"stages[{i}].sources", n, f"not a defined source; known: {names}")
