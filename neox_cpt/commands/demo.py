@@ -50,9 +50,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reduced", action="store_true",
                         help="--compare: smaller token budgets (about a third of the time), labelled as reduced")
     parser.add_argument("--threads", type=int, default=None,
-                        help="torch CPU threads (default: the config's, 0 = all cores; 1 is faster on a busy machine)")
-    parser.add_argument("--jobs", type=int, default=1,
-                        help="--compare: runs trained at once, in worker processes (each with --threads threads)")
+                        help="torch CPU threads per run (default: the config's, 0 = all cores; with --compare and "
+                             "more than one job: 1)")
+    parser.add_argument("--jobs", type=int, default=0,
+                        help="--compare: runs trained at once, in worker processes (default 0: one per core)")
     parser.add_argument("--config", default=None,
                         help="run config (default: configs/local/demo.yml; with --compare: configs/local/compare.yml)")
 

@@ -20,6 +20,7 @@ recommended replay. Replay is compute-equivalent: it replaces new tokens in a st
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -284,6 +285,20 @@ def _train_one(config: Mapping[str, Any], run_dir: str, name: str) -> float:
     return time.perf_counter() - t0
 
 
+def start_order(runs: Sequence[RunPlan]) -> List[RunPlan]:
+    """The order parallel workers take runs in: runs that others start from first (they gate the most work),
+    then the longest, so that no long run starts last and leaves the other workers idle; ties keep plan order."""
+    parents = {r.init_from for r in runs if r.init_from}
+    return sorted(runs, key=lambda r: (r.name not in parents, -r.num_tokens))
+
+
+def default_jobs(num_runs: int) -> int:
+    """Runs trained at once when ``--jobs`` is not given: one per usable core (each with one torch thread —
+    two single-thread runs do more than one two-thread run here), at most ``num_runs``."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, min(cores, num_runs))
+
+
 def run_plan(runs: Sequence[RunPlan], base: Mapping[str, Any], root: Path, shifts: Sequence[str],
              jobs: int = 1) -> Dict[str, float]:
     """Train every run under ``root`` (finished runs are reused), each after the run it starts from, up to
@@ -299,7 +314,7 @@ def run_plan(runs: Sequence[RunPlan], base: Mapping[str, Any], root: Path, shift
     import multiprocessing
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
-    pending, done, running = list(runs), set(), {}
+    pending, done, running = start_order(runs), set(), {}
     with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
         while pending or running:
             ready = [r for r in pending if r.init_from is None or r.init_from in done]
@@ -335,8 +350,11 @@ def shift_report(root: Path, shift: str, runs: Sequence[RunPlan], title: str) ->
 
 
 def run_comparison(root: Path, shifts: Sequence[str] = ("german", "bible"), reduced: bool = False,
-                   config: Optional[Path] = None, threads: Optional[int] = None, jobs: int = 1) -> Path:
-    """Train the comparison under ``root`` and write one report per shift plus ``root/results.md``."""
+                   config: Optional[Path] = None, threads: Optional[int] = None, jobs: int = 0) -> Path:
+    """Train the comparison under ``root`` and write one report per shift plus ``root/results.md``.
+
+    ``jobs`` runs at a time (0: ``default_jobs``); ``threads`` torch threads each (default: 1 when runs share
+    the machine, else the config's)."""
     from neox_cpt.local.demo_data import prepare_demo_data
 
     manifest = prepare_demo_data()
@@ -347,8 +365,13 @@ def run_comparison(root: Path, shifts: Sequence[str] = ("german", "bible"), redu
     budget = REDUCED if reduced else FULL
     runs = comparison_plan(shifts, budget)
     base = load_yaml(config or repo_configs_dir() / "compare.yml")
+    if jobs <= 0:
+        jobs = default_jobs(len(runs))
     if threads is not None:
         base["threads"] = threads
+    elif jobs > 1:
+        base["threads"] = 1
+    logger.info("compare | %d runs, %d at a time, %s torch thread(s) each", len(runs), jobs, base.get("threads", 0))
     t0 = time.perf_counter()
     times = run_plan(runs, base, root, shifts, jobs=jobs)
     total = time.perf_counter() - t0

@@ -1,8 +1,8 @@
 """The local model and optimiser: a small ``transformers.GPTNeoXForCausalLM`` and the paper's AdamW.
 
-The loss is computed here from the logits (cross-entropy of ``tokens[:, 1:]`` given ``tokens[:, :-1]``)
-rather than by the model's ``labels=`` argument, whose shifting convention changed in transformers 5.x;
-samples are NeoX samples of ``seq_length + 1`` tokens.
+The loss is computed here (cross-entropy of ``tokens[:, 1:]`` given ``tokens[:, :-1]``) rather than by the
+model's ``labels=`` argument, whose shifting convention changed in transformers 5.x; samples are NeoX
+samples of ``seq_length + 1`` tokens.
 
     >>> import torch
     >>> from neox_cpt.local.config import ModelConfig, OptimConfig
@@ -90,9 +90,17 @@ def build_optimizer(model: Any, cfg: OptimConfig) -> Any:
 
 
 def lm_loss(model: Any, tokens: Any, reduction: str = "mean") -> Any:
-    """Cross-entropy of next-token prediction on ``tokens`` (int64 [batch, seq_length + 1])."""
-    import torch.nn.functional as F
+    """Cross-entropy of next-token prediction on ``tokens`` (int64 [batch, seq_length + 1]), ``mean`` or ``sum``.
 
+    The model's body gives the final hidden states; the output layer and the loss are one fused, chunked
+    operation (``neox_cpt.local.head_loss``), so the full logits matrix is never formed.
+    """
+    from neox_cpt.local.head_loss import head_cross_entropy
+
+    head = model.get_output_embeddings()
+    if getattr(head, "bias", None) is not None:
+        raise RuntimeError("the output layer has a bias; GPT-NeoX's has none and lm_loss does not add one")
     inputs, labels = tokens[:, :-1], tokens[:, 1:]
-    logits = model(input_ids=inputs).logits
-    return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), labels.reshape(-1), reduction=reduction)
+    hidden = model.base_model(input_ids=inputs).last_hidden_state
+    return head_cross_entropy(hidden.reshape(-1, hidden.shape[-1]), head.weight, labels.reshape(-1),
+                              reduction=reduction)

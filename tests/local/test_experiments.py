@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from neox_cpt.local.experiments import (FULL, REDUCED, SHIFTS, Budget, comparison_plan, token_accounting,
-                                        total_tokens)
+from neox_cpt.local.experiments import (FULL, REDUCED, SHIFTS, Budget, comparison_plan, default_jobs, start_order,
+                                        token_accounting, total_tokens)
 
 BUDGET = Budget(d0_tokens=1000, d1_tokens=400)
 
@@ -25,6 +25,26 @@ def test_runs_and_order():
     assert by_name["german/cpt_infinite"].init_from == "d0_infinite"
     assert by_name["bible/cpt_const_min"].init_from == "d0"
     assert by_name["german/union"].init_from is None and by_name["german/d1_scratch"].init_from is None
+
+
+def test_parallel_workers_take_gating_runs_first_then_the_longest():
+    order = [r.name for r in start_order(comparison_plan(("german", "bible"), BUDGET))]
+    # the two D0 runs gate twelve continual runs; then the unions (1,400 tokens) before the 400-token runs,
+    # which keep their plan order
+    assert order[:4] == ["d0", "d0_infinite", "german/union", "bible/union"]
+    assert order[4:] == ["german/d1_scratch", "german/cpt_replay0", "german/cpt_replay25", "german/cpt_replay50",
+                         "german/cpt_const_min", "german/cpt_infinite", "bible/d1_scratch", "bible/cpt_replay0",
+                         "bible/cpt_replay5", "bible/cpt_replay50", "bible/cpt_const_min", "bible/cpt_infinite"]
+
+
+def test_default_jobs_is_one_per_core_capped_by_the_runs(monkeypatch):
+    import os
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
+    assert default_jobs(16) == 4
+    assert default_jobs(3) == 3
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0}, raising=False)
+    assert default_jobs(16) == 1
 
 
 def test_sources_and_schedules():
