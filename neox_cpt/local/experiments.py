@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -299,6 +300,19 @@ def default_jobs(num_runs: int) -> int:
     return max(1, min(cores, num_runs))
 
 
+def die_with_parent(parent_pid: int) -> None:
+    """Worker initializer: have the kernel send this worker SIGTERM when its parent dies (Linux prctl), so a
+    killed comparison leaves no runs training on; what they leave is only whole checkpoints (atomic saves)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, int(signal.SIGTERM))
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        os._exit(1)
+
+
 def run_plan(runs: Sequence[RunPlan], base: Mapping[str, Any], root: Path, shifts: Sequence[str],
              jobs: int = 1) -> Dict[str, float]:
     """Train every run under ``root`` (finished runs are reused), each after the run it starts from, up to
@@ -315,7 +329,8 @@ def run_plan(runs: Sequence[RunPlan], base: Mapping[str, Any], root: Path, shift
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
     pending, done, running = start_order(runs), set(), {}
-    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"), initializer=die_with_parent,
+                             initargs=(os.getpid(),)) as pool:
         while pending or running:
             ready = [r for r in pending if r.init_from is None or r.init_from in done]
             for run in ready[: jobs - len(running)]:

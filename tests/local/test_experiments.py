@@ -145,3 +145,46 @@ def test_shift_report_on_synthetic_runs(tmp_path):
     text = report.read_text()
     assert "| german | 25 % replay removes >= half of that rise | 75 % removed (+0.250 left) | yes |" in text
     assert "| german/cpt_replay25 | cpt | 4.250 | 3.000 | 3.625 | +0.250 | 400 | 29 % |" in text
+
+
+_PARENT = """
+import multiprocessing, os, sys, time
+from concurrent.futures import ProcessPoolExecutor
+from neox_cpt.local.experiments import die_with_parent
+pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"), initializer=die_with_parent,
+                           initargs=(os.getpid(),))
+print(pool.submit(os.getpid).result(), flush=True)
+pool.submit(time.sleep, 120)          # the worker is busy, as a training run is
+time.sleep(120)
+"""
+
+
+@pytest.mark.skipif(not __import__("sys").platform.startswith("linux"), reason="prctl(PR_SET_PDEATHSIG) is Linux's")
+def test_workers_die_with_a_killed_parent():
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    parent = subprocess.Popen([sys.executable, "-c", _PARENT], stdout=subprocess.PIPE, text=True)
+    try:
+        worker = int(parent.stdout.readline())
+        time.sleep(0.5)                       # let the worker take the sleep task
+        assert _alive(worker)
+        parent.send_signal(signal.SIGKILL)    # no cleanup runs in the parent
+        parent.wait(10)
+        deadline = time.time() + 10
+        while _alive(worker) and time.time() < deadline:
+            time.sleep(0.1)
+        assert not _alive(worker), "the busy worker outlived its killed parent"
+    finally:
+        parent.kill()
+
+
+def _alive(pid):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return "\nState:\tZ" not in f.read()
+    except FileNotFoundError:
+        return False
