@@ -129,16 +129,16 @@ def run(args: argparse.Namespace) -> int:
         path = render_paper_plans(out / "schedules")
         print(f"schedule plans: {path} (plot: {path.with_suffix('.png')})")
         return 0
-    from neox_cpt.local import experiments
+    from neox_cpt.local import runs
 
     start = time.time()
     if args.compare:
         shifts: Sequence[str] = ("german", "bible") if args.shift == "both" else (args.shift,)
         out = Path(args.out) if args.out != "runs/demo" else Path("runs/compare")
-        report = experiments.run_comparison(out, shifts=shifts, reduced=args.reduced,
-                                            config=Path(args.config) if args.config else None, threads=args.threads,
-                                            jobs=args.jobs)
+        report = runs.run_comparison(out, shifts=shifts, reduced=args.reduced,
+                                     config=Path(args.config) if args.config else None, threads=args.threads,
+                                     jobs=args.jobs)
     else:
-        report = experiments.run_demo(out, config=Path(args.config) if args.config else None, threads=args.threads)
+        report = runs.run_demo(out, config=Path(args.config) if args.config else None, threads=args.threads)
     print(f"done in {time.time() - start:.0f} s; report: {report}")
     return 0

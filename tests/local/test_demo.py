@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from neox_cpt.local.config import load_run_config
-from neox_cpt.local.experiments import (FULL, REDUCED, Budget, comparison_plan, load_yaml, repo_configs_dir,
-                                        trainer_config)
+from neox_cpt.local.experiments import FULL, REDUCED, Budget, comparison_plan
+from neox_cpt.local.runs import load_yaml, repo_configs_dir, trainer_config
 from neox_cpt.schedules import schedule_from_config
 
 FAKE_DATA = {"sources": {s: {"train": f"/nonexistent/{s}_train", "valid": f"/nonexistent/{s}_valid"}
@@ -85,7 +85,7 @@ def test_demo_falls_back_to_english(monkeypatch, tmp_path, available, config, ru
     import neox_cpt.local.report as report
     import neox_cpt.local.report_render as render
     import neox_cpt.local.trainer as trainer
-    from neox_cpt.local.experiments import run_demo
+    from neox_cpt.local.runs import run_demo
 
     calls = {}
     manifest = types.SimpleNamespace(source_names=available, unavailable=(("german", "no apt-get"),))

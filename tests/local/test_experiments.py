@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from neox_cpt.local.experiments import (FULL, REDUCED, SHIFTS, Budget, comparison_plan, default_jobs, start_order,
-                                        token_accounting, total_tokens)
+from neox_cpt.local.experiments import FULL, REDUCED, SHIFTS, Budget, comparison_plan, token_accounting, total_tokens
+from neox_cpt.local.runs import default_jobs, start_order
 
 BUDGET = Budget(d0_tokens=1000, d1_tokens=400)
 
@@ -126,7 +126,7 @@ def _fake_run(path, start_step, start_tokens, tokens, sources, final, init=None)
 def test_shift_report_on_synthetic_runs(tmp_path):
     """The per-shift report reads the planned run directories and checks the targets (exact numbers)."""
     pytest.importorskip("matplotlib")
-    from neox_cpt.local.experiments import shift_report
+    from neox_cpt.local.runs import shift_report
 
     runs = comparison_plan(("german",), BUDGET)
     d0 = {"sotu": 4.0, "german": 8.0}
@@ -150,7 +150,7 @@ def test_shift_report_on_synthetic_runs(tmp_path):
 _PARENT = """
 import multiprocessing, os, sys, time
 from concurrent.futures import ProcessPoolExecutor
-from neox_cpt.local.experiments import die_with_parent
+from neox_cpt.local.runs import die_with_parent
 pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"), initializer=die_with_parent,
                            initargs=(os.getpid(),))
 print(pool.submit(os.getpid).result(), flush=True)
