@@ -126,6 +126,7 @@ setup(
             "matplotlib>=3.5",
             "tqdm",
             "deepspeed>=0.14",
+            "tensorboard>=2.10",
         ],
         "bench": ["megatron-core==0.16.1"],
     },

@@ -45,7 +45,10 @@ def progress_line(stage: str, stage_step: int, stage_steps: int, lr: float, loss
 class MetricsWriter:
     """Appends JSON records to ``metrics.jsonl`` (flushed per record) and mirrors scalars to TensorBoard."""
 
-    def __init__(self, run_dir: Path, truncate_to: Optional[int], tensorboard: bool = True) -> None:
+    def __init__(self, run_dir: Path, truncate_to: Optional[int], tensorboard: bool = True,
+                 resume_step: Optional[int] = None) -> None:
+        """``truncate_to``: bytes of ``metrics.jsonl`` the checkpoint vouches for (None: start the file afresh);
+        ``resume_step``: the checkpoint's global step — TensorBoard drops what a killed run logged after it."""
         self.path = Path(run_dir) / "metrics.jsonl"
         if truncate_to is None:
             self.path.write_text("")
@@ -57,7 +60,8 @@ class MetricsWriter:
                                      "metrics file was edited or replaced; restore it or start the run afresh")
                 f.truncate(truncate_to)
         self._file = open(self.path, "a")
-        self._tb = _tensorboard(Path(run_dir) / "tensorboard") if tensorboard else None
+        purge = None if resume_step is None else resume_step + 1
+        self._tb = _tensorboard(Path(run_dir) / "tensorboard", purge) if tensorboard else None
 
     def write(self, record: Mapping[str, Any]) -> None:
         self._file.write(json.dumps(record) + "\n")
@@ -81,10 +85,12 @@ class MetricsWriter:
             self._tb.close()
 
 
-def _tensorboard(log_dir: Path) -> Any:
+def _tensorboard(log_dir: Path, purge_step: Optional[int]) -> Any:
     try:
         from torch.utils.tensorboard import SummaryWriter
     except Exception as exc:  # tensorboard is optional
         logger.debug("no TensorBoard events (%s)", exc)
         return None
-    return SummaryWriter(str(log_dir))
+    # purge_step: events of global step >= purge_step that an interrupted run wrote are hidden on reading,
+    # so a resumed run's curves hold each step once, as metrics.jsonl does after its truncation.
+    return SummaryWriter(str(log_dir), purge_step=purge_step)

@@ -298,7 +298,7 @@ def train(config: ConfigLike, run_dir: Union[str, "Path"], *, resume: bool = Tru
         path, state = found
         clocks = Clocks(**{k: state[k] for k in Clocks.__dataclass_fields__})
         ckpt.load_checkpoint(path, run.model, run.optimizer, restore_rng=True, map_location=run.device)
-        metrics = MetricsWriter(run_dir, int(state["metrics_bytes"]), cfg.tensorboard)
+        metrics = MetricsWriter(run_dir, int(state["metrics_bytes"]), cfg.tensorboard, resume_step=clocks.global_step)
         say(f"{run_dir}: resuming from {path.name} (stage {state['stage_name']} step {clocks.stage_step}, data "
             f"position {clocks.data_position})")
         if state.get("stage_complete"):

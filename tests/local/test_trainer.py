@@ -225,3 +225,22 @@ def test_cli_trains_resumes_and_reports_finished(sources, reference, tmp_path, c
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["final"] == ref_summary["final"]
     assert main(["train", str(path), "--run-dir", str(tmp_path / "run")]) == 0
     assert "finished at global step 18; nothing to do" in capsys.readouterr().out
+
+
+def test_tensorboard_events_after_a_kill_and_resume_hold_each_step_once(sources, tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    cfg = base_config(sources, tensorboard=True)
+    run_dir = tmp_path / "run"
+    with pytest.raises(TrainingStopped):
+        train(cfg, run_dir, stop_at_step=8)   # events of steps 7-8 are written; the checkpoint is at step 6
+    train(cfg, run_dir)
+    events = EventAccumulator(str(run_dir / "tensorboard"), size_guidance={"scalars": 0})
+    events.Reload()
+    losses = [(e.step, e.value) for e in events.Scalars("train/loss")]
+    assert losses == [(r["global_step"], pytest.approx(r["loss"], rel=1e-6)) for r in records(run_dir, "train")]
+    assert [e.step for e in events.Scalars("train/loss")] == list(range(1, 19))
+    evals = [(e.step, e.value) for e in events.Scalars("eval/new")]
+    assert evals == [(r["global_step"], pytest.approx(r["loss"], rel=1e-6)) for r in records(run_dir, "eval")
+                     if r["source"] == "new"]
