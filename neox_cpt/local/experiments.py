@@ -3,7 +3,7 @@
 ``comparison_plan(shifts, budget)`` lists the runs of the comparison (PAPER.md) for each shift, D0 first:
 a D0-only model (cosine) and a D0 model on the infinite schedule (pre-anneal), shared by every shift; then
 per shift D1 from scratch, re-training on the union with the same total tokens, and continual runs from
-the D0 checkpoint: re-warm + re-decay with 0 %, the recommended and a higher replay share, constant
+the D0 checkpoint: re-warm + re-decay with 0 %, a lower, the recommended and a higher replay share, constant
 eta_min (no re-warm) and the infinite schedule (no re-warm, anneal at the end), the last two with the
 recommended replay. Replay is compute-equivalent: it replaces new tokens in a stage of fixed size.
 
@@ -34,13 +34,15 @@ class Shift:
     """Source name of the new data."""
     replay_frac: float
     """Recommended replay share (paper: 25 % for a strong shift, 5 % for a weak one)."""
+    low_replay_frac: float
+    """The 'less replay' comparison point (a share the paper also tried for this kind of shift)."""
     high_replay_frac: float = 0.5
     """The 'more replay' comparison point."""
 
 
 SHIFTS: Dict[str, Shift] = {
-    "german": Shift("german", 0.25),  # strong shift: English -> German man pages
-    "bible": Shift("bible", 0.05),    # weak shift: English speeches -> English King James Bible
+    "german": Shift("german", 0.25, 0.05),  # strong shift: English -> German man pages
+    "bible": Shift("bible", 0.05, 0.01),    # weak shift: English speeches -> English King James Bible
 }
 
 
@@ -117,7 +119,7 @@ def shift_runs(shift: Shift, budget: Budget) -> List[RunPlan]:
     """The runs of one shift (without the shared D0 runs)."""
     total = budget.d0_tokens + budget.d1_tokens
     union_sources = ((D0_SOURCE, budget.d0_tokens / total), (shift.d1, budget.d1_tokens / total))
-    rec, high = shift.replay_frac, shift.high_replay_frac
+    low, rec, high = shift.low_replay_frac, shift.replay_frac, shift.high_replay_frac
     pct = lambda x: f"{round(100 * x)}"  # noqa: E731
     return [
         RunPlan(f"{shift.d1}/d1_scratch", f"{shift.d1} from scratch",
@@ -125,6 +127,7 @@ def shift_runs(shift: Shift, budget: Budget) -> List[RunPlan]:
         RunPlan(f"{shift.d1}/union", f"re-train on {D0_SOURCE} ∪ {shift.d1} (same total tokens)",
                 (StagePlan("union", union_sources, total, COSINE),), tags=("union",)),
         _cpt(shift, "cpt_replay0", "CPT re-warm + re-decay, 0 % replay", 0.0, budget, COSINE, tags=("no_replay",)),
+        _cpt(shift, f"cpt_replay{pct(low)}", f"CPT re-warm + re-decay, {pct(low)} % replay", low, budget, COSINE),
         _cpt(shift, f"cpt_replay{pct(rec)}", f"CPT re-warm + re-decay, {pct(rec)} % replay (recommended)", rec,
              budget, COSINE, tags=("recommended",)),
         _cpt(shift, f"cpt_replay{pct(high)}", f"CPT re-warm + re-decay, {pct(high)} % replay", high, budget, COSINE),

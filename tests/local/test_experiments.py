@@ -13,9 +13,9 @@ def test_runs_and_order():
     runs = comparison_plan(("german", "bible"), BUDGET)
     names = [r.name for r in runs]
     assert names == ["d0", "d0_infinite",
-                     "german/d1_scratch", "german/union", "german/cpt_replay0", "german/cpt_replay25",
-                     "german/cpt_replay50", "german/cpt_const_min", "german/cpt_infinite",
-                     "bible/d1_scratch", "bible/union", "bible/cpt_replay0", "bible/cpt_replay5",
+                     "german/d1_scratch", "german/union", "german/cpt_replay0", "german/cpt_replay5",
+                     "german/cpt_replay25", "german/cpt_replay50", "german/cpt_const_min", "german/cpt_infinite",
+                     "bible/d1_scratch", "bible/union", "bible/cpt_replay0", "bible/cpt_replay1", "bible/cpt_replay5",
                      "bible/cpt_replay50", "bible/cpt_const_min", "bible/cpt_infinite"]
     # every run comes after the run it starts from
     for i, run in enumerate(runs):
@@ -32,9 +32,10 @@ def test_parallel_workers_take_gating_runs_first_then_the_longest():
     # the two D0 runs gate twelve continual runs; then the unions (1,400 tokens) before the 400-token runs,
     # which keep their plan order
     assert order[:4] == ["d0", "d0_infinite", "german/union", "bible/union"]
-    assert order[4:] == ["german/d1_scratch", "german/cpt_replay0", "german/cpt_replay25", "german/cpt_replay50",
-                         "german/cpt_const_min", "german/cpt_infinite", "bible/d1_scratch", "bible/cpt_replay0",
-                         "bible/cpt_replay5", "bible/cpt_replay50", "bible/cpt_const_min", "bible/cpt_infinite"]
+    assert order[4:] == ["german/d1_scratch", "german/cpt_replay0", "german/cpt_replay5", "german/cpt_replay25",
+                         "german/cpt_replay50", "german/cpt_const_min", "german/cpt_infinite", "bible/d1_scratch",
+                         "bible/cpt_replay0", "bible/cpt_replay1", "bible/cpt_replay5", "bible/cpt_replay50",
+                         "bible/cpt_const_min", "bible/cpt_infinite"]
 
 
 def test_default_jobs_is_one_per_core_capped_by_the_runs(monkeypatch):
@@ -72,7 +73,7 @@ def test_token_accounting():
     assert table["german/cpt_replay25"]["vs_union"] == pytest.approx(400 / 1400)
     assert "vs_union" not in table["d0"]
     # 2 D0 runs + union (d0 + d1) + 6 runs of d1 tokens
-    assert total_tokens(runs) == 2 * 1000 + 1400 + 6 * 400
+    assert total_tokens(runs) == 2 * 1000 + 1400 + 7 * 400
 
 
 def test_budgets_meet_the_compute_target():
