@@ -63,7 +63,7 @@ def main() -> int:
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
-        return float(loss)
+        return float(loss.detach())
 
     with torch.no_grad():
         first = {name: float(sides[name](state[name][0], tokens)) for name in sides}

@@ -74,11 +74,12 @@ def plot_tradeoff(rows: Sequence[Row], roles: Roles, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.0, 4.0))
-    for row in rows:
-        if row.forgetting is not None and row.d1_loss is not None and row.kind != "d0-only":
-            ax.scatter(row.forgetting, row.d1_loss)
-            ax.annotate(row.name, (row.forgetting, row.d1_loss), fontsize=7, xytext=(3, 3),
-                        textcoords="offset points")
+    points = [r for r in rows if r.forgetting is not None and r.d1_loss is not None and r.kind != "d0-only"]
+    for i, row in enumerate(sorted(points, key=lambda r: r.forgetting)):
+        ax.scatter(row.forgetting, row.d1_loss)
+        # neighbours along x alternate above and below their point, so close points keep readable labels
+        ax.annotate(row.name.split("/")[-1], (row.forgetting, row.d1_loss), fontsize=7,
+                    xytext=(4, 4 if i % 2 == 0 else -10), textcoords="offset points")
     ax.axvline(0.0, color="grey", lw=0.8)
     ax.set_xlabel(f"forgetting: rise of {roles.d0} loss over the D0-only model (nats)")
     ax.set_ylabel(f"adaptation: {roles.d1} loss (nats)")

@@ -170,6 +170,7 @@ def run_comparison(root: Path, shifts: Sequence[str] = ("german", "bible"), redu
         base["threads"] = 1
     logger.info("compare | %d runs, %d at a time, %s torch thread(s) each", len(runs), jobs, base.get("threads", 0))
     t0 = time.perf_counter()
+    reused = {r.name for r in runs if (root / r.name / "summary.json").is_file()}
     times = run_plan(runs, base, root, shifts, jobs=jobs)
     total = time.perf_counter() - t0
     parts = [f"# neox-cpt comparison ({budget.label} budget: D0 {budget.d0_tokens:,} tokens, "
@@ -179,11 +180,20 @@ def run_comparison(root: Path, shifts: Sequence[str] = ("german", "bible"), redu
     for shift in shifts:
         report, all_targets[shift] = shift_report(root, shift, runs, f"sotu -> {shift} ({budget.label} budget)")
         parts += [f"- {shift}: [{report.relative_to(root)}]({report.relative_to(root)})"]
-    parts += ["", "## Targets", "", targets_markdown(all_targets), "", "## Wall time per run (this invocation)", "",
-              "| run | seconds |", "|---|---|"] + [f"| {k} | {v:.0f} |" for k, v in times.items()]
+    parts += ["", "## Targets", "", targets_markdown(all_targets), "", "## Wall time per run", "",
+              "| run | seconds | trained |", "|---|---|---|"] + [_time_row(root, k, v, k in reused) for k, v in times.items()]
     path = root / "results.md"
     path.write_text("\n".join(parts) + "\n")
     return path
+
+
+def _time_row(root: Path, name: str, seconds: float, reused: bool) -> str:
+    if not reused:
+        return f"| {name} | {seconds:.0f} | in this invocation |"
+    import json
+
+    wall = json.loads((root / name / "summary.json").read_text()).get("wall_s")
+    return f"| {name} | {wall:.0f} | earlier (reused) |" if wall is not None else f"| {name} | ? | earlier (reused) |"
 
 
 def run_demo(out: Path, config: Optional[Path] = None, threads: Optional[int] = None) -> Path:
