@@ -58,9 +58,9 @@ class Budget:
     """Shown in the report title (``reduced`` for the shortened run)."""
 
 
-# ~7k tokens/s at hidden 128 on 2 idle cores: FULL trains 4 x d0 + 14 x d1 = 15.4M tokens (~37 min plus
-# evaluation), REDUCED a quarter of that (for a busy machine). A continual stage of 0.4 x D0 costs 29 % of
-# the union re-training's tokens (the paper: 40 % for German, 50 % for SlimPajama).
+# FULL trains 4 x d0 + 16 x d1 = 16.6M tokens: 50.7 min on 2 idle cores, two single-thread runs at a time
+# (docs/results.md); REDUCED a quarter of that (for a busy machine). A continual stage of 0.4 x D0 costs 29 %
+# of the union re-training's tokens (the paper: 40 % for German, 50 % for SlimPajama).
 FULL = Budget(d0_tokens=1_600_000, d1_tokens=640_000)
 REDUCED = Budget(d0_tokens=400_000, d1_tokens=160_000, label="reduced")
 
