@@ -17,11 +17,12 @@ $(PYTHON):
 torch: $(PYTHON)
 	@$(PYTHON) -c "import torch" 2>/dev/null || $(PIP) install torch==2.13.0
 
+# pip (and its ~40 s build of csrc/) runs only when tools/install_ok.py finds something missing or stale.
 setup-train: torch
-	$(PIP) install -e ".[train]"
+	@$(PYTHON) tools/install_ok.py train || $(PIP) install -e ".[train]"
 
 setup-test: torch
-	DS_BUILD_OPS=0 $(PIP) install -e ".[test]"
+	@$(PYTHON) tools/install_ok.py test || DS_BUILD_OPS=0 $(PIP) install -e ".[test]"
 
 demo: setup-train
 	$(PYTHON) -m neox_cpt.cli demo
