@@ -181,7 +181,8 @@ def run_comparison(root: Path, shifts: Sequence[str] = ("german", "bible"), redu
         report, all_targets[shift] = shift_report(root, shift, runs, f"sotu -> {shift} ({budget.label} budget)")
         parts += [f"- {shift}: [{report.relative_to(root)}]({report.relative_to(root)})"]
     parts += ["", "## Targets", "", targets_markdown(all_targets), "", "## Wall time per run", "",
-              "| run | seconds | trained |", "|---|---|---|"] + [_time_row(root, k, v, k in reused) for k, v in times.items()]
+              "| run | seconds | trained |", "|---|---|---|"]
+    parts += [_time_row(root, k, v, k in reused) for k, v in times.items()]
     path = root / "results.md"
     path.write_text("\n".join(parts) + "\n")
     return path
