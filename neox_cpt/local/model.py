@@ -34,11 +34,16 @@ def resolve_device(device: str) -> Any:
     return torch.device(device)
 
 
+def usable_cores() -> int:
+    """The CPU cores this process may run on (its affinity mask where the OS has one)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def set_threads(threads: int) -> int:
     """torch intra-op threads: ``threads``, or the cores this process may use when 0."""
     import torch
 
-    n = threads or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    n = threads or usable_cores()
     torch.set_num_threads(n)
     return n
 

@@ -78,8 +78,9 @@ def start_order(runs: Sequence[RunPlan]) -> List[RunPlan]:
 def default_jobs(num_runs: int) -> int:
     """Runs trained at once when ``--jobs`` is not given: one per usable core (each with one torch thread —
     two single-thread runs do more than one two-thread run here), at most ``num_runs``."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return max(1, min(cores, num_runs))
+    from neox_cpt.local.model import usable_cores
+
+    return max(1, min(usable_cores(), num_runs))
 
 
 def die_with_parent(parent_pid: int) -> None:
