@@ -47,8 +47,9 @@ WORKERS = 2  # chunks built at once (each on its own thread; the kernels release
 PERIOD = 1_000_000  # within-group weights are integers summing to this (resolution 1e-6, like replay_frac)
 Progress = Callable[[str, int, int], None]
 # Part of every cache key: bump it whenever the files or their meaning change, so that no index built by
-# older code is ever reused (2: blend stored as one period per group, per-epoch order of the last block).
-FORMAT_VERSION = 2
+# older code is ever reused (2: blend stored as one period per group, per-epoch order of the last block;
+# 3: sources keyed by content, not path and mtime).
+FORMAT_VERSION = 3
 
 
 class NpyStream:

@@ -4,6 +4,9 @@
 position ``start_sample + i`` of the stage: ``start_sample`` is the stage-local data position (samples
 already consumed), so a resumed run continues exactly where it stopped. No index wraps: reading past
 the end raises IndexError. Deterministic: the same directory gives the same samples in any process.
+Opening checks that every source (and, for seen-only replay, every source of the earlier index) is still
+the content the index was built on: a ``stat`` per file while the files are unchanged
+(``neox_cpt.data.sources.check_sources``), so a replaced file is refused, never silently read.
 
     >>> import tempfile, numpy as np
     >>> from neox_cpt.data.cache import build_index
@@ -25,11 +28,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, Callable, Dict, List, Optional, Union
 
 import numpy as np
 
-from neox_cpt.data.sources import DESCRIPTION, open_reader
+from neox_cpt.data.indexed import IndexedDataset
+from neox_cpt.data.reference import Permutation, epoch_key
+from neox_cpt.data.sources import DESCRIPTION, locations, raise_if_changed
+from neox_cpt.native import NATIVE
 
 PathLike = Union[str, "Path"]
 
@@ -37,7 +43,7 @@ PathLike = Union[str, "Path"]
 class ReplayDataset:
     """Samples of a built index, from stage-local position ``start_sample`` on."""
 
-    def __init__(self, index_dir: PathLike, start_sample: int = 0) -> None:
+    def __init__(self, index_dir: PathLike, start_sample: int = 0, verify: bool = True) -> None:
         self.index_dir = Path(index_dir)
         desc_path = self.index_dir / DESCRIPTION
         if not desc_path.is_file():
@@ -59,9 +65,11 @@ class ReplayDataset:
         self._table_counts = [load("blend_count_new"), load("blend_count_replay")]
         self._weight_of = load("blend_weight")
         self._draw_dtype = np.dtype(self.description["arrays"]["blend_draw"])
+        if verify:
+            raise_if_changed(self.index_dir)
         entries = self.description["sources"]
-        for e, c in zip(entries, self.counts["sources"]):
-            e["samples"] = c["samples"]
+        for e, c, where in zip(entries, self.counts["sources"], locations(self.index_dir, self.description)):
+            e.update(where, samples=c["samples"])
         self.source_names: List[str] = [e["name"] for e in entries]
         self._entries = entries
         self._readers: List[Optional[Any]] = [None] * len(entries)  # opened on first use
@@ -106,9 +114,7 @@ class ReplayDataset:
         s, k = self._locate(p)
         reader = self._readers[s]
         if reader is None:
-            from neox_cpt.data.sources import open_reader as _open
-
-            reader = self._readers[s] = _open(self.index_dir, s, self._entries[s], self.seq_length)
+            reader = self._readers[s] = open_reader(self.index_dir, s, self._entries[s], self.seq_length)
         if out is None:
             out = np.empty(self.seq_length + 1, np.int64)
         return reader.read(k, out)
@@ -119,6 +125,71 @@ class ReplayDataset:
     def __repr__(self) -> str:
         return (f"ReplayDataset({str(self.index_dir)!r}, start_sample={self.start_sample}, samples={len(self)}, "
                 f"sources={self.source_names})")
+
+
+# -------------------------------------------------------------------------------------------- readers
+def _permute_one(k: int, n: int, key: int) -> int:
+    if NATIVE is not None:
+        out = np.empty(1, np.int64)
+        NATIVE.permute(np.array([k], np.int64), n, key, out)
+        return int(out[0])
+    return int(Permutation(n, key)(np.array([k]))[0])
+
+
+class DataReader:
+    """Draw k of a data source: sample ``P(k)`` of its sample index, read by walking the document order."""
+
+    def __init__(self, index_dir: Path, i: int, entry: Dict[str, Any], seq_length: int) -> None:
+        self.ds = IndexedDataset(entry["path"])
+        self.num_samples = entry["samples"]
+        self.key_docs, self.key_samples = entry["key_docs"], entry["key_samples"]
+        self.length = seq_length + 1
+        if self.num_samples:
+            self.doc_perm = np.load(index_dir / f"source{i}_doc_perm.npy", mmap_mode="r")
+            self.sample_doc = np.load(index_dir / f"source{i}_sample_doc.npy", mmap_mode="r")
+            self.sample_offset = np.load(index_dir / f"source{i}_sample_offset.npy", mmap_mode="r")
+
+    def read(self, k: int, out: np.ndarray) -> np.ndarray:
+        j = _permute_one(k, self.num_samples, self.key_samples)
+        d, o = int(self.sample_doc[j]), int(self.sample_offset[j])
+        if NATIVE is not None:
+            NATIVE.gather(self.ds.tokens, self.ds.pointers, self.ds.sizes, self.doc_perm, self.key_docs, d, o, out)
+        else:
+            from neox_cpt.data import reference
+
+            reference.gather(self.ds.tokens, self.ds.pointers, self.ds.sizes, self.doc_perm, self.key_docs, d, o, out)
+        return out
+
+
+class SeenReader:
+    """Draw k of a seen-only source: consumed position ``k mod c`` (or a fresh permutation of them per cycle)."""
+
+    def __init__(self, entry: Dict[str, Any], read_position: Callable[[int, np.ndarray], np.ndarray]) -> None:
+        self.consumed = entry["available_samples"]
+        self.reshuffle = entry["reshuffle"]
+        self.key = entry["key_samples"]
+        self.read_position = read_position
+
+    def position(self, k: int) -> int:
+        cycle, r = divmod(k, self.consumed)
+        return _permute_one(r, self.consumed, epoch_key(self.key, cycle)) if self.reshuffle else r
+
+    def read(self, k: int, out: np.ndarray) -> np.ndarray:
+        return self.read_position(self.position(k), out)
+
+
+def open_reader(index_dir: Path, i: int, entry: Dict[str, Any], seq_length: int):
+    """The reader of source ``i`` of an index (``entry``: its description entry, with where it lies now)."""
+    kind = entry["kind"]
+    if kind == "data":
+        return DataReader(index_dir, i, entry, seq_length)
+    if kind == "neox_cpt_index":
+        prev = ReplayDataset(entry["path"], verify=False)  # the opening index verified it, transitively
+        return SeenReader(entry, lambda pos, out: prev.read_position(pos, out))
+    from neox_cpt.data.neox_index import NeoXIndexReader
+
+    reader = NeoXIndexReader(entry["path"], entry.get("data_path"), seq_length)
+    return SeenReader(entry, lambda pos, out: reader.read(pos, out))
 
 
 class SourceDataset(ReplayDataset):

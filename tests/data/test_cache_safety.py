@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from neox_cpt.data.cache import _publish, build_index, build_index_distributed, is_complete
+from neox_cpt.data.cache import build_index, build_index_distributed, is_complete
+from neox_cpt.data.publish import publish
 from neox_cpt.data.spec import ReplayIndexSpec, SourceSpec
 from replay_helpers import numbered_docs, random_sizes, write_docs
 
@@ -105,7 +106,7 @@ def test_rename_race_loser_discards_its_copy(data, tmp_path):
     loser = tmp_path / "c" / ".tmp-loser"
     loser.mkdir()
     (loser / "x").write_text("mine")
-    _publish(loser, final)
+    assert publish(loser, final, is_complete) == final
     assert not loser.exists() and is_complete(final)
 
 
