@@ -192,6 +192,17 @@ def open_reader(index_dir: Path, i: int, entry: Dict[str, Any], seq_length: int)
     return SeenReader(entry, lambda pos, out: reader.read(pos, out))
 
 
+def source_spec(prefix: PathLike, seq_length: int, num_samples: Optional[int] = None, seed: int = 1234):
+    """The spec of a single source's fixed-length samples (``SourceDataset``; one epoch when num_samples is None)."""
+    from neox_cpt.data.fingerprint import data_identity
+    from neox_cpt.data.spec import ReplayIndexSpec, SourceSpec
+
+    if num_samples is None:
+        num_samples = (data_identity(prefix, None)["num_tokens"] - 1) // seq_length
+    return ReplayIndexSpec(new=(SourceSpec(str(prefix)),), num_samples=int(num_samples), seq_length=int(seq_length),
+                           seed=int(seed), name="source")
+
+
 class SourceDataset(ReplayDataset):
     """A single source's fixed-length samples (e.g. per-source validation), built through the same cache.
 
@@ -201,16 +212,11 @@ class SourceDataset(ReplayDataset):
     def __init__(self, prefix: PathLike, seq_length: int, num_samples: Optional[int] = None, seed: int = 1234,
                  cache_dir: Optional[PathLike] = None, start_sample: int = 0) -> None:
         from neox_cpt.data.cache import build_index
-        from neox_cpt.data.indexed import IndexedDataset
-        from neox_cpt.data.spec import ReplayIndexSpec, SourceSpec
 
-        if num_samples is None:
-            num_samples = (IndexedDataset(prefix).num_tokens - 1) // seq_length
         if cache_dir is None:
             cache_dir = Path(str(prefix)).resolve().parent / "neox_cpt_index"
-        spec = ReplayIndexSpec(new=(SourceSpec(str(prefix)),), num_samples=int(num_samples),
-                               seq_length=int(seq_length), seed=int(seed), name="source")
+        spec = source_spec(prefix, seq_length, num_samples, seed)
         super().__init__(build_index(spec, cache_dir, progress=False), start_sample)
 
 
-__all__ = ["ReplayDataset", "SourceDataset", "open_reader"]
+__all__ = ["ReplayDataset", "SourceDataset", "open_reader", "source_spec"]
