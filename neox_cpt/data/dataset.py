@@ -27,6 +27,7 @@ the content the index was built on: a ``stat`` per file while the files are unch
 from __future__ import annotations
 
 import json
+import mmap
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Union
 
@@ -38,6 +39,10 @@ from neox_cpt.data.sources import DESCRIPTION, locations, raise_if_changed
 from neox_cpt.native import NATIVE
 
 PathLike = Union[str, "Path"]
+#: Tell the kernel that the token file and the per-source arrays are read at random (``madvise``
+#: MADV_RANDOM: no readahead). A sample is ~4 KB; default readahead fetches far more from each of the
+#: ~3 places a sample touches. bench/replay_index.py measures cold reads with and without it.
+RANDOM_ACCESS_ADVICE = True
 
 
 class ReplayDataset:
@@ -60,7 +65,8 @@ class ReplayDataset:
                              f"it is the number of samples this stage already consumed")
         self.start_sample = int(start_sample)
         self.replay_ppm: int = self.description["spec"]["replay_ppm"]
-        load = lambda name: np.load(self.index_dir / f"{name}.npy")  # noqa: E731 - small arrays, read once
+        # Mapped, not read: opening stays constant-time (the tables are one period, 5 MB per group).
+        load = lambda name: np.asarray(np.load(self.index_dir / f"{name}.npy", mmap_mode="r"))  # noqa: E731
         self._tables = [load("blend_table_new"), load("blend_table_replay")]
         self._table_counts = [load("blend_count_new"), load("blend_count_replay")]
         self._weight_of = load("blend_weight")
@@ -136,6 +142,16 @@ def _permute_one(k: int, n: int, key: int) -> int:
     return int(Permutation(n, key)(np.array([k]))[0])
 
 
+def random_access(arr: np.ndarray) -> np.ndarray:
+    """The same bytes as a memory-mapped array, mapped with MADV_RANDOM (if ``RANDOM_ACCESS_ADVICE``)."""
+    if not (RANDOM_ACCESS_ADVICE and isinstance(arr, np.memmap) and arr.size and hasattr(mmap, "MADV_RANDOM")):
+        return arr
+    with open(arr.filename, "rb") as f:
+        mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    mapped.madvise(mmap.MADV_RANDOM)
+    return np.frombuffer(mapped, arr.dtype, arr.size, arr.offset)
+
+
 class DataReader:
     """Draw k of a data source: sample ``P(k)`` of its sample index, read by walking the document order."""
 
@@ -144,20 +160,21 @@ class DataReader:
         self.num_samples = entry["samples"]
         self.key_docs, self.key_samples = entry["key_docs"], entry["key_samples"]
         self.length = seq_length + 1
+        self.tokens = random_access(self.ds.tokens)
         if self.num_samples:
-            self.doc_perm = np.load(index_dir / f"source{i}_doc_perm.npy", mmap_mode="r")
-            self.sample_doc = np.load(index_dir / f"source{i}_sample_doc.npy", mmap_mode="r")
-            self.sample_offset = np.load(index_dir / f"source{i}_sample_offset.npy", mmap_mode="r")
+            load = lambda name: random_access(np.load(index_dir / f"source{i}_{name}.npy", mmap_mode="r"))  # noqa
+            self.doc_perm, self.sample_doc, self.sample_offset = load("doc_perm"), load("sample_doc"), load(
+                "sample_offset")
 
     def read(self, k: int, out: np.ndarray) -> np.ndarray:
         j = _permute_one(k, self.num_samples, self.key_samples)
         d, o = int(self.sample_doc[j]), int(self.sample_offset[j])
         if NATIVE is not None:
-            NATIVE.gather(self.ds.tokens, self.ds.pointers, self.ds.sizes, self.doc_perm, self.key_docs, d, o, out)
+            NATIVE.gather(self.tokens, self.ds.pointers, self.ds.sizes, self.doc_perm, self.key_docs, d, o, out)
         else:
             from neox_cpt.data import reference
 
-            reference.gather(self.ds.tokens, self.ds.pointers, self.ds.sizes, self.doc_perm, self.key_docs, d, o, out)
+            reference.gather(self.tokens, self.ds.pointers, self.ds.sizes, self.doc_perm, self.key_docs, d, o, out)
         return out
 
 
