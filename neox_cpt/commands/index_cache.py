@@ -32,9 +32,9 @@ def keys_of(config: str, cache_dir: str) -> list:
         return []  # trains on its parent's index: keep the parent's config
     spec = replay_spec_from_config(cfg)
     keys = [index_key(spec, cache_dir)[0]]
+    num_valid = valid_num_samples_from_config(cfg)
     for _name, prefix in valid_sources(cfg):
-        keys.append(index_key(source_spec(prefix, spec.seq_length, valid_num_samples_from_config(cfg), spec.seed),
-                              cache_dir)[0])
+        keys.append(index_key(source_spec(prefix, spec.seq_length, num_valid, spec.seed, cache_dir), cache_dir)[0])
     return keys
 
 

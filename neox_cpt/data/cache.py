@@ -180,7 +180,9 @@ def build_index_distributed(spec: ReplayIndexSpec, cache_dir: PathLike, is_build
 
     Call it on every rank that takes part in ``barrier`` (e.g. ``torch.distributed.barrier`` over the
     ranks that load data). Non-builders open nothing until the builder has published; a missing
-    directory after the barrier raises (the builder failed: see its log).
+    directory after the barrier raises (the builder failed: see its log). Only the builder ever hashes a
+    source: it records each file version in ``cache_dir`` (shared by every rank), so the others identify
+    the sources by a ``stat`` each and derive the same key.
     """
     if is_builder:
         try:

@@ -209,13 +209,14 @@ def open_reader(index_dir: Path, i: int, entry: Dict[str, Any], seq_length: int)
     return SeenReader(entry, lambda pos, out: reader.read(pos, out))
 
 
-def source_spec(prefix: PathLike, seq_length: int, num_samples: Optional[int] = None, seed: int = 1234):
+def source_spec(prefix: PathLike, seq_length: int, num_samples: Optional[int] = None, seed: int = 1234,
+                cache_dir: Optional[PathLike] = None):
     """The spec of a single source's fixed-length samples (``SourceDataset``; one epoch when num_samples is None)."""
-    from neox_cpt.data.fingerprint import data_identity
+    from neox_cpt.data.fingerprint import data_identity, store_of
     from neox_cpt.data.spec import ReplayIndexSpec, SourceSpec
 
     if num_samples is None:
-        num_samples = (data_identity(prefix, None)["num_tokens"] - 1) // seq_length
+        num_samples = (data_identity(prefix, store_of(cache_dir))["num_tokens"] - 1) // seq_length
     return ReplayIndexSpec(new=(SourceSpec(str(prefix)),), num_samples=int(num_samples), seq_length=int(seq_length),
                            seed=int(seed), name="source")
 
@@ -232,7 +233,7 @@ class SourceDataset(ReplayDataset):
 
         if cache_dir is None:
             cache_dir = Path(str(prefix)).resolve().parent / "neox_cpt_index"
-        spec = source_spec(prefix, seq_length, num_samples, seed)
+        spec = source_spec(prefix, seq_length, num_samples, seed, cache_dir)
         super().__init__(build_index(spec, cache_dir, progress=False), start_sample)
 
 
