@@ -23,6 +23,15 @@ def peak_rss_bytes() -> int:
     raise RuntimeError("no VmHWM in /proc/self/status")
 
 
+def rss_file_bytes() -> int:
+    """File pages this process has mapped in now (RssFile): what readahead pulled in for it."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("RssFile:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
 def cpu_seconds() -> float:
     """User + system CPU time of this process (all threads): robust to other jobs sharing the cores."""
     r = resource.getrusage(resource.RUSAGE_SELF)
@@ -59,7 +68,8 @@ def read_pass(get: Callable[[int], Any], idx: np.ndarray) -> Dict[str, float]:
     for i in idx:
         get(int(i))
     wall, cpu = time.perf_counter() - t0, cpu_seconds() - c0
-    return {"per_s": len(idx) / wall, "cpu_us_per_read": cpu / len(idx) * 1e6, "wall_s": wall}
+    return {"per_s": len(idx) / wall, "cpu_us_per_read": cpu / len(idx) * 1e6, "wall_s": wall,
+            "rss_file_after": rss_file_bytes()}
 
 
 def random_positions(num_samples: int, count: int, seed: int = 0) -> np.ndarray:

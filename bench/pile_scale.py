@@ -135,7 +135,8 @@ def main() -> None:
     for kind, rs in report["opens"].items():
         wall = [r["open_s"] for r in rs]
         cpu = [r["open_cpu_s"] for r in rs]
-        print(f"{kind}: wall {statistics.median(wall) * 1e3:,.0f} ms [{min(wall) * 1e3:,.0f}–{max(wall) * 1e3:,.0f}], "
+        print(f"{kind}: wall {statistics.median(wall) * 1e3:,.0f} ms "
+              f"[{min(wall) * 1e3:,.0f}–{max(wall) * 1e3:,.0f}], "
               f"CPU {statistics.median(cpu) * 1e3:,.0f} ms [{min(cpu) * 1e3:,.0f}–{max(cpu) * 1e3:,.0f}], "
               f"hashes {[r['hashes'] for r in rs]}, load {[r['load_before'] for r in rs]}")
     if args.json_out:

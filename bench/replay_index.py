@@ -109,8 +109,10 @@ ROWS = [  # (label, run name, field, better: lower/higher, format)
     ("first-pass (cold) random reads, CPU (µs/read)", "reads", "cold.cpu_us_per_read", "lower", "{:.0f}"),
     ("first-pass (cold) random reads (samples/s)", "reads", "cold.per_s", "higher", "{:,.0f}"),
     ("warm random reads (samples/s)", "reads", "warm.per_s", "higher", "{:,.0f}"),
+    ("file pages mapped after the cold pass (MiB)", "reads", "cold.rss_file_after", "lower", "{:,.0f}"),
 ]
-SCALE = {"peak_rss": 2 ** -20, "cache_bytes": 1e-9, "open_cpu_s": 1e3, "open_s": 1e3}
+SCALE = {"peak_rss": 2 ** -20, "cold.rss_file_after": 2 ** -20, "cache_bytes": 1e-9, "open_cpu_s": 1e3,
+         "open_s": 1e3}
 
 
 def field(r: dict, path: str) -> float:
@@ -119,24 +121,36 @@ def field(r: dict, path: str) -> float:
     return float(r) * SCALE.get(path, 1.0)
 
 
+def _has(r: dict, path: str) -> bool:
+    for part in path.split("."):
+        if part not in r:
+            return False
+        r = r[part]
+    return True
+
+
 def table(runs: Dict[str, List[dict]], other: str = "megatron") -> List[str]:
     """Markdown rows: each implementation's median [min–max], and the paired ratio (> 1: neox-cpt better)."""
-    lines = ["| figure | megatron-core 0.16.1 | neox-cpt | neox-cpt better by (per-repeat ratio) |", "|---|---|---|---|"]
+    lines = ["| figure | megatron-core 0.16.1 | neox-cpt | neox-cpt better by (per-repeat ratio) |",
+             "|---|---|---|---|"]
     for label, run, path, better, f in ROWS:
         m, n = runs.get(f"{other} {run}", []), runs.get(f"neox-cpt {run}", [])
-        if not n:
+        nv = [field(r, path) for r in n if _has(r, path)]
+        mv = [field(r, path) for r in m if _has(r, path)]
+        if not nv:
             continue
-        nv = [field(r, path) for r in n]
-        mv = [field(r, path) for r in m]
         ratios = [(a / b if better == "lower" else b / a) for a, b in zip(mv, nv) if a and b]
         lines.append(f"| {label} | {fmt(spread(mv), f) if mv else '–'} | {fmt(spread(nv), f)} | "
                      f"{fmt(spread(ratios), '{:.2f}') + '×' if ratios else '–'} |")
     extra = [("neox-cpt open, first sight", "open_s", "open after the data moved (one hash per source), wall (ms)"),
              ("neox-cpt reads (no advice)", "cold.per_s", "cold reads without MADV_RANDOM (samples/s)"),
-             ("neox-cpt reads (no advice)", "warm.per_s", "warm reads without MADV_RANDOM (samples/s)")]
+             ("neox-cpt reads (no advice)", "warm.per_s", "warm reads without MADV_RANDOM (samples/s)"),
+             ("neox-cpt reads (no advice)", "cold.rss_file_after",
+              "file pages after the cold pass without MADV_RANDOM (MiB)")]
     for run, path, label in extra:
-        if runs.get(run):
-            lines.append(f"| {label} | | {fmt(spread([field(r, path) for r in runs[run]]), '{:,.1f}')} | |")
+        vals = [field(r, path) for r in runs.get(run, []) if _has(r, path)]
+        if vals:
+            lines.append(f"| {label} | | {fmt(spread(vals), '{:,.1f}')} | |")
     if runs.get("megatron reads"):
         tok = [r["warm_tokens_only"]["per_s"] for r in runs["megatron reads"]]
         lines.append(f"| megatron-core warm reads, tokens only (samples/s) | {fmt(spread(tok), '{:,.0f}')} | | |")
@@ -182,6 +196,8 @@ def main(argv: Optional[List[str]] = None) -> None:
     ap.add_argument("--impl", choices=["both", "megatron", "neox-cpt"], default="both")
     ap.add_argument("--repeats", type=int, default=3, help="fresh-process repeats of every measurement")
     ap.add_argument("--reads", type=int, default=20000, help="random samples read per pass")
+    ap.add_argument("--modes", default="build,open,reads",
+                    help="what to measure on the plan (reads alone reuses the caches of an earlier run)")
     ap.add_argument("--big-idx", action="store_true",
                     help="also: build + open the plan with the new data's .idx 10x larger (sparse .bin)")
     ap.add_argument("--json-out", default=None, help="write every run to this JSON file")
@@ -195,7 +211,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     report: dict = {"machine": machine(), "argv": sys.argv[1:], "commit": git_commit(), "started": time.time()}
     plan = plan_of([data["new"], data["old"]], num_samples, f"plan-{args.scale:g}")
     print(f"\n## plan: {num_samples:,} samples, {args.repeats} repeats", flush=True)
-    report["plan"] = runs = measure(plan, impls, args.repeats, args.reads)
+    report["plan"] = runs = measure(plan, impls, args.repeats, args.reads, modes=tuple(args.modes.split(",")))
     print("\n" + "\n".join(table(runs)), flush=True)
     if args.big_idx:
         big = ensure_sparse("new10x", round(5_000_000 * 10 * args.data_scale), seed=0)
