@@ -26,6 +26,7 @@ the content the index was built on: a ``stat`` per file while the files are unch
 """
 from __future__ import annotations
 
+import ctypes
 import json
 import mmap
 from pathlib import Path
@@ -66,7 +67,7 @@ class ReplayDataset:
         self.start_sample = int(start_sample)
         self.replay_ppm: int = self.description["spec"]["replay_ppm"]
         # Mapped, not read: opening stays constant-time (the tables are one period, 5 MB per group).
-        load = lambda name: np.asarray(np.load(self.index_dir / f"{name}.npy", mmap_mode="r"))  # noqa: E731
+        load = lambda name: random_access(np.asarray(np.load(self.index_dir / f"{name}.npy", mmap_mode="r")))  # noqa
         self._tables = [load("blend_table_new"), load("blend_table_replay")]
         self._table_counts = [load("blend_count_new"), load("blend_count_replay")]
         self._weight_of = load("blend_weight")
@@ -143,13 +144,28 @@ def _permute_one(k: int, n: int, key: int) -> int:
 
 
 def random_access(arr: np.ndarray) -> np.ndarray:
-    """The same bytes as a memory-mapped array, mapped with MADV_RANDOM (if ``RANDOM_ACCESS_ADVICE``)."""
-    if not (RANDOM_ACCESS_ADVICE and isinstance(arr, np.memmap) and arr.size and hasattr(mmap, "MADV_RANDOM")):
+    """Advise the kernel that ``arr``'s pages (a memory-mapped array) are read at random: MADV_RANDOM on
+    its address range (if ``RANDOM_ACCESS_ADVICE``). Returns ``arr``; no-op where madvise is unavailable."""
+    if not (RANDOM_ACCESS_ADVICE and arr.size and hasattr(mmap, "MADV_RANDOM")):
         return arr
-    with open(arr.filename, "rb") as f:
-        mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-    mapped.madvise(mmap.MADV_RANDOM)
-    return np.frombuffer(mapped, arr.dtype, arr.size, arr.offset)
+    page = mmap.PAGESIZE
+    start = arr.ctypes.data // page * page
+    end = arr.ctypes.data + arr.nbytes
+    if _LIBC is not None:
+        _LIBC.madvise(ctypes.c_void_p(start), ctypes.c_size_t(end - start), mmap.MADV_RANDOM)
+    return arr
+
+
+def _libc():
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.madvise.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
+        return libc
+    except (OSError, AttributeError):
+        return None
+
+
+_LIBC = _libc()
 
 
 class DataReader:
@@ -161,6 +177,7 @@ class DataReader:
         self.key_docs, self.key_samples = entry["key_docs"], entry["key_samples"]
         self.length = seq_length + 1
         self.tokens = random_access(self.ds.tokens)
+        self.pointers, self.sizes = random_access(self.ds.pointers), random_access(self.ds.sizes)
         if self.num_samples:
             load = lambda name: random_access(np.load(index_dir / f"source{i}_{name}.npy", mmap_mode="r"))  # noqa
             self.doc_perm, self.sample_doc, self.sample_offset = load("doc_perm"), load("sample_doc"), load(
@@ -170,11 +187,11 @@ class DataReader:
         j = _permute_one(k, self.num_samples, self.key_samples)
         d, o = int(self.sample_doc[j]), int(self.sample_offset[j])
         if NATIVE is not None:
-            NATIVE.gather(self.tokens, self.ds.pointers, self.ds.sizes, self.doc_perm, self.key_docs, d, o, out)
+            NATIVE.gather(self.tokens, self.pointers, self.sizes, self.doc_perm, self.key_docs, d, o, out)
         else:
             from neox_cpt.data import reference
 
-            reference.gather(self.tokens, self.ds.pointers, self.ds.sizes, self.doc_perm, self.key_docs, d, o, out)
+            reference.gather(self.tokens, self.pointers, self.sizes, self.doc_perm, self.key_docs, d, o, out)
         return out
 
 
