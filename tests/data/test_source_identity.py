@@ -6,6 +6,7 @@ import threading
 import numpy as np
 import pytest
 
+from neox_cpt.cli import main
 from neox_cpt.data import cache as cache_mod
 from neox_cpt.data import fingerprint
 from neox_cpt.data.cache import build_index, build_index_distributed
@@ -98,7 +99,7 @@ def test_same_size_replacement_with_its_old_mtime_never_reuses_the_index(data, t
     assert any("new" in p for p in verify_index(before))
 
 
-def test_seen_only_stage_on_a_parent_whose_data_was_rewritten_is_refused(data, tmp_path, hashes):
+def test_seen_only_stage_on_a_parent_whose_data_was_rewritten_is_refused(data, tmp_path, hashes, capsys):
     """The issue's reproduction: the parent's data rewritten at the same path (same tokens, other documents)."""
     new, old, spec = data
     parent = build_index(spec, tmp_path / "c", progress=False)
@@ -118,6 +119,8 @@ def test_seen_only_stage_on_a_parent_whose_data_was_rewritten_is_refused(data, t
         ReplayDataset(parent)  # an anneal branch continuing the parent's index
     problems = verify_index(child)
     assert len(problems) == 1 and "replayed by " + child.name in problems[0], problems
+    assert main(["inspect-index", str(child)]) == 1
+    assert "verified: 1 problem(s)" in capsys.readouterr().out
 
 
 def test_relocated_data_and_cache_are_found_without_a_rebuild(data, tmp_path, hashes, monkeypatch):
