@@ -4,8 +4,8 @@ Left: opening a built index in a fresh process (every repeat a dot), at the 146M
 larger ``.idx``. Middle: cold (pages dropped) and warm random reads. Right: the Pile-scale builds, CPU
 time and peak RSS against samples.
 
-    $ python bench/plot_replay.py bench/results/plan-146M.json bench/results/pile-scale.json \\
-          docs/img/replay-benchmark.png
+    $ python bench/plot_replay.py bench/results/plan-146M.json bench/results/reads-146M.json \\
+          bench/results/pile-scale.json docs/img/replay-benchmark.png
 """
 from __future__ import annotations
 
@@ -20,8 +20,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 COLORS = {"megatron": "tab:gray", "neox-cpt": "tab:blue", "neox-cpt (no advice)": "tab:cyan"}
 
 
-def main(plan_path: str, pile_path: str, out_path: str) -> None:
+def main(plan_path: str, reads_path: str, pile_path: str, out_path: str) -> None:
     plan = json.load(open(plan_path))
+    reads = json.load(open(reads_path))
     pile = json.load(open(pile_path))
     fig, (ax_o, ax_r, ax_b) = plt.subplots(1, 3, figsize=(13, 3.8))
 
@@ -40,7 +41,7 @@ def main(plan_path: str, pile_path: str, out_path: str) -> None:
                 ("neox-cpt (no advice)", "neox-cpt reads (no advice)")]
     for p, phase in enumerate(("cold", "warm")):
         for k, (name, run) in enumerate(variants):
-            vals = [r[phase]["per_s"] for r in plan["plan"].get(run, [])]
+            vals = [r[phase]["per_s"] for r in reads["plan"].get(run, [])]
             ax_r.scatter([p * 4 + k] * len(vals), vals, color=COLORS[name], label=name if p == 0 else None)
     ax_r.set_yscale("log")
     ax_r.set_xticks([1, 5], ["first pass (cold)", "second pass (warm)"])
@@ -59,7 +60,8 @@ def main(plan_path: str, pile_path: str, out_path: str) -> None:
     ax_m = ax_b.twinx()
     ax_m.plot(xs, [b["peak_rss"] / 2**20 for b in builds], "s:", color="tab:red", label="peak RSS (MiB)")
     ax_m.set_ylabel("peak RSS (MiB)", color="tab:red")
-    ax_m.set_ylim(0, 600)
+    ax_m.axhline(512, color="tab:red", lw=0.8, alpha=0.4)
+    ax_m.set_ylim(0, 800)
     ax_b.set_title("Pile-scale builds (sparse .bin)")
     lines = ax_b.get_legend_handles_labels()
     more = ax_m.get_legend_handles_labels()
@@ -69,4 +71,4 @@ def main(plan_path: str, pile_path: str, out_path: str) -> None:
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:4])
+    main(*sys.argv[1:5])
