@@ -17,6 +17,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cache-dir", help="index cache directory (default: cpt_index_cache_dir of the config)")
     parser.add_argument("--num-samples", type=int, help="override train_iters x train_batch_size")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--check", action="store_true",
+                        help="check the config and every data file it names (full .idx/.bin validation); build nothing")
+
+
+def interrupted(args: argparse.Namespace) -> str:
+    """The Ctrl-C line's middle part (neox_cpt.cli): the index is published only when complete."""
+    return "no index was published (the partial build's temporary directory is removed)"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -25,9 +32,15 @@ def run(args: argparse.Namespace) -> int:
     from neox_cpt.data.inspect import share_table
     from neox_cpt.data.spec import (cache_dir_from_config, replay_spec_from_config, valid_num_samples_from_config,
                                     valid_sources)
+    from neox_cpt.data.check import check_stage_data
     from neox_cpt.schedules.loader import load_stage_config
 
     cfg = load_stage_config(args.configs)
+    checked = check_stage_data(cfg)  # every data file, before any work
+    if args.check:
+        replay_spec_from_config(cfg, num_samples=args.num_samples)
+        print(f"{', '.join(args.configs)}: OK ({len(checked)} dataset(s) checked); nothing built")
+        return 0
     if cfg.get("cpt_continue_parent_data"):
         print("nothing to build: cpt_continue_parent_data trains on the parent stage's index from the branch point")
         return 0
