@@ -50,7 +50,7 @@ def describe_error(exc: BaseException) -> str:
     >>> describe_error(ModuleNotFoundError("No module named 'sentencepiece'", name="sentencepiece"))
     'this needs the Python package sentencepiece, which is not installed: pip install sentencepiece'
     """
-    if isinstance(exc, OSError) and exc.strerror and exc.filename is not None and str(exc).startswith("[Errno"):
+    if isinstance(exc, OSError) and exc.strerror and exc.filename is not None:
         where = f"{str(exc.filename)!r}" + (f" -> {str(exc.filename2)!r}" if exc.filename2 else "")
         return f"{where}: {exc.strerror}"
     if isinstance(exc, ModuleNotFoundError) and exc.name and str(exc) == f"No module named {exc.name!r}":

@@ -46,7 +46,13 @@ def run(args: argparse.Namespace) -> int:
         return 0
     spec = replay_spec_from_config(cfg, num_samples=args.num_samples)
     cache_dir = args.cache_dir or cache_dir_from_config(cfg)
-    path = build_index(spec, cache_dir, progress=not args.quiet)
+    try:
+        path = build_index(spec, cache_dir, progress=not args.quiet)
+    except OSError as exc:  # e.g. a full disk: the raw error may name no file; the build was discarded
+        if exc.filename is not None:
+            raise
+        raise OSError(exc.errno, f"{exc.strerror or exc} while writing the index under it; nothing was published",
+                      str(cache_dir)) from None
     print(f"index: {path}")
     print(share_table(json.loads((path / "counts.json").read_text())))
     num_valid = valid_num_samples_from_config(cfg)

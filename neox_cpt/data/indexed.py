@@ -255,6 +255,8 @@ class IndexedDatasetWriter:
         self.prefix, self.bin_path, self.idx_path = _paths(prefix)
         self.dtype = np.dtype(dtype)
         self._code = dtype_code(self.dtype)
+        # The directories this writer creates, outermost first: an abort removes them again (if still empty).
+        self._made = [p for p in (self.bin_path.parent, *self.bin_path.parent.parents) if not p.exists()][::-1]
         self.bin_path.parent.mkdir(parents=True, exist_ok=True)
         suffix = f".{os.getpid()}.tmp"  # per process: two writers of one prefix never share a temp file
         self._bin_tmp = Path(str(self.bin_path) + suffix)
@@ -354,6 +356,12 @@ class IndexedDatasetWriter:
                 tmp.unlink()
             except FileNotFoundError:
                 pass
+        for made in reversed(self._made):
+            try:
+                made.rmdir()
+            except OSError:  # not empty (someone else wrote there) or already gone
+                break
+        self._made = []
         self._done = True
 
     def __enter__(self) -> "IndexedDatasetWriter":

@@ -46,10 +46,10 @@ def read_documents(paths: Sequence[str], json_key: str = "text") -> Iterator[str
     for path in paths:
         if Path(path).is_dir():
             raise IsADirectoryError(f"--input {path}: is a directory; give the files inside it")
-        if not Path(path).is_file():
+        if not Path(path).exists():  # a named pipe (e.g. <(zcat a.jsonl.gz)) is fine too
             raise FileNotFoundError(f"--input {path}: file not found")
-        with open(path, "rb"):  # unreadable: fail now, naming the file
-            pass
+        if not os.access(path, os.R_OK):
+            raise PermissionError(f"--input {path}: not readable (permission denied)")
     return _iter_documents(paths, json_key)
 
 

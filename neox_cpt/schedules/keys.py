@@ -181,7 +181,7 @@ def _edit_distance(a: str, b: str) -> int:
     return prev[-1]
 
 
-def _type_error(value: Any, spec: KeySpec) -> Optional[str]:
+def _type_error(value: Any, spec: KeySpec, numeric_list: bool = False) -> Optional[str]:
     """Why ``value`` does not fit ``spec`` (None when it does). A float key takes ints, an int key takes
     whole floats (1.0e3), a list key also takes one item (text or a number)."""
     want, got = spec.type, type(value).__name__
@@ -201,7 +201,13 @@ def _type_error(value: Any, spec: KeySpec) -> Optional[str]:
     if want is str:
         return None if isinstance(value, str) else f"must be one text value, not a {got}"
     if want is list:
-        return None if isinstance(value, (list, str, int, float)) else f"must be a list, not a {got}"
+        if not isinstance(value, (list, str, int, float)):
+            return f"must be a list, not a {got}"
+        if numeric_list:  # weights and counts: every item a number
+            items = value if isinstance(value, list) else [value]
+            bad = [v for v in items if isinstance(v, bool) or not isinstance(v, (int, float))]
+            if bad:
+                return f"must list numbers, one per source; {bad[0]!r} is not a number"
     return None
 
 
@@ -225,7 +231,7 @@ def check_config_keys(cfg: Mapping[str, Any], neox_typos: bool = True) -> None:
         if value is None:
             continue
         if key in known:
-            why = _type_error(value, known[key])
+            why = _type_error(value, known[key], str(key).endswith(("_weights", "_consumed_samples")))
             if why:
                 raise ValueError(f"{key} = {value!r} {why}")
         elif neox_typos and isinstance(key, str) and key not in NEOX_READ_KEYS:
