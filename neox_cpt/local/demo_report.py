@@ -17,7 +17,7 @@ import os
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
-from neox_cpt.local.report import Roles, Run, fmt, fmt_tokens
+from neox_cpt.local.report import Roles, Run, fmt
 from neox_cpt.local.report_render import render_plots, run_colours, stages_table
 
 DATASETS = {
@@ -82,8 +82,9 @@ def _paper_section(d1: str, s: Dict[str, float], replay_pct: str, d0_tokens: int
     (_, d0_none, d1_none, _), (_, d0_rep, d1_rep, avg_rep), (_, _, _, avg_union) = paper["rows"]
     removed = 1 - (d0_rep - PAPER_D0_ONLY) / (d0_none - PAPER_D0_ONLY)
     lines = ["## Against the paper", "",
-             f"{PAPER}, Table 2, trains a 405M-parameter GPT-NeoX on {paper['tokens']} ({paper['shift']}). "
-             f"Its final validation losses (the Pile-only model's Pile loss is {PAPER_D0_ONLY}):", "",
+             f"{PAPER} reports in its Table 2 a 405M-parameter GPT-NeoX trained on {paper['tokens']} "
+             f"({paper['shift']}). Its final validation losses (the Pile-only model's Pile loss is {PAPER_D0_ONLY}):",
+             "",
              "| run (paper, 405M) | Pile (D0) | " + paper["d1"] + " (D1) | average | forgetting |",
              "|---|---|---|---|---|"]
     for name, a, b, avg in paper["rows"]:
@@ -99,11 +100,12 @@ def _paper_section(d1: str, s: Dict[str, float], replay_pct: str, d0_tokens: int
               f"{'40' if d1 == 'german' else '50'} % of its compute; the demo does not train that expensive "
               "baseline — `neox-cpt demo --compare` does (docs/results.md in the repository).", "",
               "The absolute numbers are not comparable: the paper's model has 405M parameters and saw 300B tokens "
-              f"before the shift, this one a few million parameters and {fmt_tokens(d0_tokens)} tokens, with another "
-              "tokenizer and other data. At this small scale a model forgets more "
-              "(it has been trained on far less, so each new update moves it further) and the new data's loss is "
-              f"still falling steeply with every token, so the {replay_pct} % of tokens that replay takes from the "
-              "new data costs more on it than in the paper.", ""]
+              f"before the shift, this one a few million parameters and {d0_tokens:,} tokens, with another "
+              "tokenizer and other data. A model this small, trained this briefly, forgets more without replay: "
+              "each update of the new stage moves it further from what it learned."
+              + (f" Its new-data loss also still falls steeply with every token, so the {replay_pct} % of new tokens "
+                 "that replay takes away cost more here than in the paper." if s["d1_cost"] > d1_rep - d1_none + 0.02
+                 else ""), ""]
     return lines
 
 
@@ -118,7 +120,7 @@ def write_demo_report(runs: Sequence[Run], out_dir: "os.PathLike[str] | str", d0
     vocab = getattr(manifest, "vocab_size", None)
     uniform = math.log(vocab) if vocab else None
     titles = {d0: f"{d0} (D0, English, old data)", d1: f"{d1} (D1, new data)"}
-    rows = render_plots(runs, out, roles, titles=titles, uniform=uniform) or []
+    rows = render_plots(runs, out, roles, titles=titles, uniform=uniform, tradeoff_d0=True) or []
     model, none, replay = runs
     s = demo_summary([r.d0_loss for r in rows], [r.d1_loss for r in rows])
     replay_pct = f"{100 * replay.stages[-1].replay_frac:g}"
@@ -148,10 +150,10 @@ def write_demo_report(runs: Sequence[Run], out_dir: "os.PathLike[str] | str", d0
              "in nats per token, lower is better) measures how well the model predicts that kind of text. A loss "
              "of L means the model gives the right next token a probability of about e^−L (5.0 ≈ 1 in 150).", "",
              "Three runs (each has one colour in every plot):", "",
-             f"1. **{model.name}** ({colour[model.name]}): a {fmt_tokens(d0_tokens)}-token pre-training of a "
+             f"1. **{model.name}** ({colour[model.name]}): a {d0_tokens:,}-token pre-training of a "
              f"GPT-NeoX-architecture model from random weights on `{d0}` only.",
              f"2. **{none.name}** ({colour[none.name]}): starts from the end of run 1 and trains on "
-             f"{fmt_tokens(d1_tokens)} tokens of `{d1}` only; the learning rate is warmed up again and decayed "
+             f"{d1_tokens:,} tokens of `{d1}` only; the learning rate is warmed up again and decayed "
              "again (the paper's re-warm + re-decay), with a fresh optimizer state.",
              f"3. **{replay.name}** ({colour[replay.name]}): the same, but {replay_pct} % of every batch is `{d0}` "
              f"again (replay). The stage has the same size, so it sees {replay_pct} % fewer `{d1}` tokens.", "",
@@ -162,7 +164,7 @@ def write_demo_report(runs: Sequence[Run], out_dir: "os.PathLike[str] | str", d0
     for row, run in zip(rows, runs):
         forget = "(reference)" if run is model else fmt(row.forgetting, "+.3f")
         parts.append(f"| {run.name} | {fmt(row.d0_loss)} | {fmt(row.d1_loss)} | {fmt(row.avg_loss)} | {forget} | "
-                     f"{fmt_tokens(row.tokens)} |")
+                     f"{row.tokens:,} |")
     parts += ["",
               f"- **Forgetting** = a continual run's final `{d0}` loss minus the `{d0}` loss of the model it started "
               f"from (run 1): how much worse it got at the old data.",
@@ -199,11 +201,21 @@ def write_demo_report(runs: Sequence[Run], out_dir: "os.PathLike[str] | str", d0
               f"Config: `{config}`. Run directories under `{root_path}`: "
               + ", ".join(f"`{Path(r.path).relative_to(root_path) if _inside(r.path, root_path) else r.path}`"
                           for r in runs) + " (each has `metrics.jsonl` with every loss, `summary.json`, checkpoints)."
-              + (f" Wall time of this invocation: {wall_s / 60:.1f} min (finished runs are reused)." if wall_s else ""),
+              + (f" Wall time of this invocation: {wall_s / 60:.1f} min (finished runs are reused)." if wall_s else "")
+              + _train_times(runs),
               ""]
     report = out / "report.md"
     report.write_text("\n".join(parts))
     return report
+
+
+def _train_times(runs: Sequence[Run]) -> str:
+    """`` Training time per run: d0 258 s, ...`` from the runs' summary.json (empty when none has it)."""
+    times = [(r.name, r.summary.get("wall_s"), r.summary.get("tok_per_s")) for r in runs]
+    if not any(t for _, t, _ in times):
+        return ""
+    return " Wall time of each run's training (when it trained): " + "; ".join(
+        f"{name}: {t:.0f} s" + (f" ({v:,.0f} tokens/s)" if v else "") for name, t, v in times if t is not None) + "."
 
 
 def _inside(path: "os.PathLike[str] | str", root: Path) -> bool:

@@ -86,21 +86,30 @@ def plot_valid_loss(runs: Sequence[Run], sources: Sequence[str], path: Path,
     plt.close(fig)
 
 
-def plot_tradeoff(rows: Sequence[Row], roles: Roles, path: Path, colours: Optional[Mapping[str, str]] = None) -> None:
+def plot_tradeoff(rows: Sequence[Row], roles: Roles, path: Path, colours: Optional[Mapping[str, str]] = None,
+                  with_d0: bool = False) -> None:
     """Forgetting (x) against adaptation (D1 loss, y) of the runs that train on D1: down-left is better.
-    ``colours``: run name -> colour (``run_colours``), so a run has the colour it has in the other plots."""
+    ``colours``: run name -> colour (``run_colours``), so a run has the colour it has in the other plots;
+    ``with_d0``: also the D0-only runs (square markers at x = 0: where the continual runs started)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.0, 4.0))
-    points = [r for r in rows if r.forgetting is not None and r.d1_loss is not None and r.kind != "d0-only"]
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    points = [r for r in rows if r.forgetting is not None and r.d1_loss is not None
+              and (with_d0 or r.kind != "d0-only")]
+    xs = [r.forgetting for r in points] or [0.0]
+    middle = (min(xs) + max(xs)) / 2
     for i, row in enumerate(sorted(points, key=lambda r: r.forgetting)):
-        ax.scatter(row.forgetting, row.d1_loss, color=(colours or {}).get(row.name), s=40, zorder=3)
-        # neighbours along x alternate above and below their point, so close points keep readable labels
+        ax.scatter(row.forgetting, row.d1_loss, color=(colours or {}).get(row.name), s=40, zorder=3,
+                   marker="s" if row.kind == "d0-only" else "o")
+        # labels point inwards (no label leaves the axes); neighbours along x alternate above and below
+        right = row.forgetting > middle
         ax.annotate(row.name.split("/")[-1], (row.forgetting, row.d1_loss), fontsize=7,
-                    xytext=(4, 4 if i % 2 == 0 else -10), textcoords="offset points")
+                    xytext=(-5 if right else 5, 5 if i % 2 == 0 else -11), textcoords="offset points",
+                    ha="right" if right else "left")
     ax.axvline(0.0, color="grey", lw=0.8)
+    ax.margins(x=0.1, y=0.12)
     ax.set_xlabel(f"forgetting: rise of {roles.d0} loss over the D0-only model (nats)")
     ax.set_ylabel(f"adaptation: {roles.d1} loss (nats)")
     ax.set_title("forgetting vs adaptation (down-left is better)")
@@ -138,10 +147,10 @@ def stages_table(runs: Sequence[Run]) -> str:
     return "\n".join(lines)
 
 
-def render_plots(runs: Sequence[Run], out: Path, roles: Optional[Roles],
-                 titles: Optional[Mapping[str, str]] = None, uniform: Optional[float] = None) -> Optional[List[Row]]:
+def render_plots(runs: Sequence[Run], out: Path, roles: Optional[Roles], titles: Optional[Mapping[str, str]] = None,
+                 uniform: Optional[float] = None, tradeoff_d0: bool = False) -> Optional[List[Row]]:
     """``lr.png``, ``valid_loss.png`` and (with roles) ``tradeoff.png`` into ``out``; returns the table rows
-    (None without roles)."""
+    (None without roles). ``titles``, ``uniform``: see ``plot_valid_loss``; ``tradeoff_d0``: ``with_d0``."""
     out.mkdir(parents=True, exist_ok=True)
     sources = [roles.d0, roles.d1] if roles else list(dict.fromkeys(s for r in runs for s in r.sources))
     plot_lr(runs, out / "lr.png")
@@ -149,7 +158,7 @@ def render_plots(runs: Sequence[Run], out: Path, roles: Optional[Roles],
     if roles is None:
         return None
     rows = table_rows(runs, roles)
-    plot_tradeoff(rows, roles, out / "tradeoff.png", colours=run_colours(runs))
+    plot_tradeoff(rows, roles, out / "tradeoff.png", colours=run_colours(runs), with_d0=tradeoff_d0)
     return rows
 
 

@@ -190,12 +190,13 @@ def test_demo_report_in_plain_words(tmp_path):
     path = write_demo_report(runs, tmp_path / "report", d0="en", d1="de", config="demo.yml", root=tmp_path,
                              wall_s=90.0, manifest=manifest)
     text = path.read_text()
-    assert "| pre-trained on en (D0) | 3.000 | 9.800 | 6.400 | (reference) | 1.00k |" in text
+    assert "| pre-trained on en (D0) | 3.000 | 9.800 | 6.400 | (reference) | 1,000 |" in text
     assert "| continued on de, no replay | 7.000 | 2.000 | 4.500 | +4.000 | 400 |" in text
     assert "| continued on de, 25 % replay | 3.500 | 2.200 | 2.850 | +0.500 | 400 |" in text
     assert "replay removed 88 % of the forgetting" in text and "(+0.20 nats, the price" in text
     assert "(here 9.010 on `de` at the start)" in text and "(to 9.800 at the end of run 1)" in text
     assert "(ln 8,192 = 9.01)" in text and "Wall time of this invocation: 1.5 min" in text
+    assert "continued on de, no replay: 1 s" in text
     assert "**continued on de, no replay** (orange)" in text
     assert "Table 2" not in text  # no paper table for an unknown shift
     for png in ("lr.png", "valid_loss.png", "tradeoff.png"):
