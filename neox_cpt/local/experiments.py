@@ -283,6 +283,9 @@ def demo_plan(config: Mapping[str, Any], where: str = "config") -> List[RunPlan]
                          f"replay_frac between 0 and 1 and replay_sources: {{{d0}: 1.0}}")
     if d1 == d0:
         raise ValueError(f"{where}: stages[1].sources = {{{d1}: ...}} is the D0 source; give new data")
+    if first.get("init_from", "scratch") != "scratch":
+        raise ValueError(f"{where}: stages[0].init_from = {first['init_from']!r}: the demo pre-trains its D0 model "
+                         "from scratch; remove the key")
     if second.get("init_from", "previous") not in ("previous", first.get("name", "stage0")):
         raise ValueError(f"{where}: stages[1].init_from = {second['init_from']!r}: the continual stage starts from "
                          "the end of the first stage (previous)")

@@ -112,6 +112,7 @@ def test_demo_plan_trains_d0_once_and_the_stage_without_and_with_replay():
     (lambda c: c["stages"][1].update(tokens=None), r"stages\[1\].tokens = None"),
     (lambda c: c["stages"][1].update(reset_optimizer=False), "reset_optimizer = False"),
     (lambda c: c["stages"][1].update(init_from="scratch"), "init_from = 'scratch'"),
+    (lambda c: c["stages"][0].update(init_from="runs/x"), "from scratch; remove the key"),
     (lambda c: c["stages"][0].update(seed=3), r"sets \['seed'\]"),
 ])
 def test_demo_plan_names_what_is_wrong(change, message):
