@@ -1,5 +1,6 @@
 """The docs are for people who have only the repository: README.md and docs/*.md name no absolute path of one
-machine and no file that is not in the repository (links, repository paths in the text, ``NAME.md`` files)."""
+machine, no file that is not in the repository (links, repository paths in the text, ``NAME.md`` files) and
+none of the labels our team gave its members' work."""
 from __future__ import annotations
 
 import glob
@@ -20,6 +21,8 @@ LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
 REPO_PATH = re.compile(r"(?<![\w/.~<>$-])((?:neox_cpt|configs|tools|tests|docs|bench|csrc)/[\w./{},*<>-]*[\w*}>])")
 """A path into this repository as text (``configs/local/demo.yml``, ``docs/img/x.png``, ``tests/<dir>``)."""
 MD_NAME = re.compile(r"(?<![\w/.-])([\w.-]+\.md)\b")
+TEAM_LABEL = re.compile(r"\b(?:[A-CE-Z]\d|D[3-9])'s\b")
+"""A label our team used for its members' work (``B2's harness``); D0, D1, D2 are the paper's dataset names."""
 GENERATED = {"report.md", "results.md", "schedules.md"}
 """Files the tools write (``neox-cpt report``, ``demo --compare``, ``demo --schedules-only``), not in the repository."""
 
@@ -48,6 +51,7 @@ def problems(doc: Path) -> List[str]:
     found = []
     for number, line in _lines(doc):
         found += [f"{where}:{number}: absolute path of one machine: {m.group(0)}" for m in MACHINE_PATH.finditer(line)]
+        found += [f"{where}:{number}: a label only our team knows: {m.group(0)}" for m in TEAM_LABEL.finditer(line)]
         for m in LINK.finditer(line):
             target = m.group(1).split("#")[0]
             if target and not re.match(r"[a-z]+:", target) and not _exists(target, doc.parent):
@@ -68,16 +72,17 @@ def test_docs_name_only_what_the_repository_has(doc):
 
 def test_the_checks_catch_what_they_should():
     doc = ROOT / "docs" / "_test_doc_check.md"
-    doc.write_text("see /work/shared/ANCHORS.md and INTERFACES.md, [x](nope.md), `configs/local/none.yml`\n"
+    doc.write_text("see /work/shared/ANCHORS.md and INTERFACES.md, [x](nope.md), `configs/local/none.yml`, B2's\n"
                    "fine: [demo](demo.md), `configs/local/demo.yml`, `runs/demo/report/report.md`, /tmp/rep, "
                    "`<neox-root>/tools/datasets/preprocess_data.py`, docs/img/results_{german,bible}_tradeoff.png, "
-                   "`tests/<dir>`, [web](https://example.org/a.md)\n")
+                   "`tests/<dir>`, [web](https://example.org/a.md), the D0's and D1's loss\n")
     try:
         found = problems(doc)
     finally:
         doc.unlink()
     assert [f.split(": ", 1)[1] for f in found] == [
         "absolute path of one machine: /work/shared",
+        "a label only our team knows: B2's",
         "link to a file that is not in the repository: nope.md",
         "names a file that is not in the repository: configs/local/none.yml",
         "names a file that is not in the repository: INTERFACES.md",
