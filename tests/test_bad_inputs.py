@@ -218,12 +218,13 @@ def stage_cfg(d: Path, **extra) -> dict:
     old = write_data(d / "data" / "old_text_document")
     cfg = {"cpt_train_data_paths": [new], "cpt_replay_data_paths": [old], "cpt_replay_frac": 0.1,
            "cpt_index_cache_dir": str(d / "cache"), "train_iters": 5, "train_batch_size": 4, "seq_length": 8,
-           "seed": 3}
+           "seed": 3, "cpt_valid_data_paths": [old]}
     cfg.update(extra)
     return {k: v for k, v in cfg.items() if v is not None}
 
 
 def build(d: Path, *flags: str, **extra) -> List[str]:
+    """A build-index stage on good new/old data (the old data also validates) plus ``extra`` keys."""
     return ["build-index", yml(d, "stage.yml", stage_cfg(d, **extra)), "--quiet", *flags]
 
 
@@ -244,6 +245,8 @@ case("build-index/weight-as-text", lambda d: build(d, cpt_replay_data_weights=["
 case("build-index/missing-prefix", lambda d: build(d, cpt_train_data_paths=[str(d / "nope_text_document")]),
      ["cpt_train_data_paths[0]", "nope_text_document"])
 case("build-index/unknown-plugin-key", lambda d: build(d, cpt_replay_shuffle=True), ["cpt_replay_shuffle"])
+case("build-index/schedule-refused-before-building", lambda d: build(d, cpt_lr_max=3.0e-4, cpt_warmup_iters=10),
+     ["cpt_warmup_iters = 10"])
 case("build-index/check-flag-broken-data",
      lambda d: build(d, "--check", cpt_train_data_paths=[raw_data(d / "bad", *CORRUPT["negative-size"][:2])]),
      ["cpt_train_data_paths[0]", "bad.idx", "negative size"])
@@ -649,6 +652,14 @@ def test_write_error_mid_build_is_one_line_and_leaves_nothing(tmp_path, tokenize
     assert lines[0].startswith(f"neox-cpt {command}: error: '{tmp_path}"), lines[0]
     assert ("too large" if command == "preprocess" else "nothing was published") in lines[0], lines[0]
     assert [f for f in _files(tmp_path) if not f.endswith(".lock")] == before
+
+
+def test_build_index_check_on_good_data_builds_nothing(tmp_path, capsys):
+    argv = build(tmp_path, "--check")
+    before = snapshot(tmp_path)
+    assert main(argv) == 0
+    assert "OK (3 dataset(s) checked); nothing built" in capsys.readouterr().out
+    assert snapshot(tmp_path) == before
 
 
 # --- valid input that was rejected or misread, and the API-level items -------------------------------

@@ -33,12 +33,17 @@ def run(args: argparse.Namespace) -> int:
     from neox_cpt.data.spec import (cache_dir_from_config, replay_spec_from_config, valid_num_samples_from_config,
                                     valid_sources)
     from neox_cpt.data.check import check_stage_data
+    from neox_cpt.schedules.config import validate_schedule_config
+    from neox_cpt.schedules.keys import SCHEDULE_KEYS
     from neox_cpt.schedules.loader import load_stage_config
 
-    cfg = load_stage_config(args.configs)
+    cfg = load_stage_config(args.configs)  # keys: typos, duplicates, types
+    if any(key in SCHEDULE_KEYS for key in cfg):
+        validate_schedule_config(cfg)  # the schedule the NeoX run would refuse, refused now
     checked = check_stage_data(cfg)  # every data file, before any work
     if args.check:
-        replay_spec_from_config(cfg, num_samples=args.num_samples)
+        if not cfg.get("cpt_continue_parent_data"):
+            replay_spec_from_config(cfg, num_samples=args.num_samples)
         print(f"{', '.join(args.configs)}: OK ({len(checked)} dataset(s) checked); nothing built")
         return 0
     if cfg.get("cpt_continue_parent_data"):

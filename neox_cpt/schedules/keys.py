@@ -185,24 +185,25 @@ def _type_error(value: Any, spec: KeySpec, numeric_list: bool = False) -> Option
     """Why ``value`` does not fit ``spec`` (None when it does). A float key takes ints, an int key takes
     whole floats (1.0e3), a list key also takes one item (text or a number)."""
     want, got = spec.type, type(value).__name__
+    got = ("an " if got[0] in "aeiou" else "a ") + got
     if want is bool:
-        return None if isinstance(value, bool) else f"must be true or false, not a {got}"
+        return None if isinstance(value, bool) else f"must be true or false, not {got}"
     if isinstance(value, bool):
         return f"must be a {'number' if want in (int, float) else want.__name__}, not true/false"
     if want is float:
         if isinstance(value, (int, float)):
             return None
         return "is not a number" + (" (YAML reads 1e-4 as text: write 1.0e-4)" if isinstance(value, str)
-                                    else f" but a {got}")
+                                    else f" but {got}")
     if want is int:
         if isinstance(value, int) or (isinstance(value, float) and value.is_integer()):
             return None
-        return f"must be a whole number (write e.g. 88457, not 8.8e4), not a {got}"
+        return f"must be a whole number (write e.g. 88457, not 8.8e4), not {got}"
     if want is str:
-        return None if isinstance(value, str) else f"must be one text value, not a {got}"
+        return None if isinstance(value, str) else f"must be one text value, not {got}"
     if want is list:
         if not isinstance(value, (list, str, int, float)):
-            return f"must be a list, not a {got}"
+            return f"must be a list, not {got}"
         if numeric_list:  # weights and counts: every item a number
             items = value if isinstance(value, list) else [value]
             bad = [v for v in items if isinstance(v, bool) or not isinstance(v, (int, float))]
