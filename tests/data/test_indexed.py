@@ -246,3 +246,12 @@ def test_byte_compatible_with_megatron_core(tmp_path):
     read = mcore.IndexedDataset(ours)
     assert [read[i].tolist() for i in range(len(docs))] == docs
     assert read.document_indices.tolist() == IndexedDataset(theirs).doc_idx.tolist() == [0, 1, 2, 3, 4]
+
+
+@pytest.mark.parametrize("name", ["neox_cpt.data.indexed", "neox_cpt.data.check"])
+def test_docstring_examples_run(name):
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
+    assert result.failed == 0 and result.attempted > 0
