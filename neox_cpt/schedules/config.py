@@ -158,9 +158,8 @@ def read_schedule_config(cfg: Mapping[str, Any]) -> ScheduleConfig:
         raise ValueError(f"cpt_lr_min = {lr_min!r} must be in [0, cpt_lr_max = {lr_max!r}]; lower cpt_lr_min or "
                          "raise cpt_lr_max")
     lr_const = _number(cfg, "cpt_lr_const", "give the plateau LR")
-    if lr_const is None:  # the derived default lies between min and max by construction: keep it there
-        lr_const = lr_min if recipe == "constant" else min(max(recipes.default_lr_const(lr_max, lr_min), lr_min),
-                                                           lr_max)
+    if lr_const is None:
+        lr_const = lr_min if recipe == "constant" else recipes.default_lr_const(lr_max, lr_min)
     elif not lr_min <= lr_const <= lr_max:
         raise ValueError(f"cpt_lr_const = {lr_const!r} must be in [cpt_lr_min = {lr_min!r}, cpt_lr_max = "
                          f"{lr_max!r}]; pick a plateau between them")
