@@ -236,7 +236,8 @@ def check_config_keys(cfg: Mapping[str, Any], neox_typos: bool = True) -> None:
             if why:
                 raise ValueError(f"{key} = {value!r} {why}")
         elif neox_typos and isinstance(key, str) and key not in NEOX_READ_KEYS:
-            close = [k for k in NEOX_READ_KEYS if len(k) >= 5 and _edit_distance(key, k) <= 2]
+            close = [k for k in NEOX_READ_KEYS
+                     if len(k) >= 5 and abs(len(k) - len(key)) <= 2 and _edit_distance(key, k) <= 2]
             if close:
                 raise ValueError(f"unknown key {key} = {value!r}; did you mean {close[0]!r}? (the default would "
                                  "apply silently)")
