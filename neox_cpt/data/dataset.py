@@ -59,6 +59,12 @@ class ReplayDataset:
             self.description: Dict[str, Any] = json.load(f)
         with open(self.index_dir / "counts.json") as f:
             self.counts: Dict[str, Any] = json.load(f)
+        for name, size in self.description.get("files", {}).items():  # a stat each: catches a truncated copy
+            found = (self.index_dir / name).stat().st_size if (self.index_dir / name).exists() else None
+            if found != size:
+                raise ValueError(f"{self.index_dir / name}: {found} bytes, but {DESCRIPTION} lists {size}; the "
+                                 f"index directory is damaged (an interrupted copy?): delete {self.index_dir} and "
+                                 f"rebuild it (`neox-cpt build-index CONFIG`), or copy it again")
         self.num_samples: int = self.description["spec"]["num_samples"]
         self.seq_length: int = self.description["spec"]["seq_length"]
         if not 0 <= start_sample <= self.num_samples:

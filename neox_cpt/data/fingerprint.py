@@ -100,7 +100,10 @@ def cached(kind: str, paths: Sequence[Path], store: Optional[PathLike],
         if old and old.get("format") == STORE_FORMAT and old.get("stats") == before:
             return old["value"]
     started = time.time_ns()
-    log.info("identifying %s (new, or changed since it was last seen)", ", ".join(map(str, paths)))
+    size = before[0][0]  # the file read (data: the .idx; the .bin is only stat-ed)
+    # Worth a line only when it takes a while (~1 s per 1.5 GB): a first sight of Pile-sized data.
+    log.log(logging.INFO if size > 1 << 30 else logging.DEBUG, "identifying %s (%.1f GB; new, or changed since "
+            "it was last seen)", ", ".join(map(str, paths)), size / 1e9)
     value = compute()
     after = [stat_fingerprint(p) for p in paths]
     if after != before:
@@ -120,10 +123,7 @@ def data_identity(prefix: PathLike, store: Optional[PathLike]) -> Dict[str, Any]
     def compute() -> Dict[str, Any]:
         from neox_cpt.data.indexed import IndexedDataset
 
-        ds = IndexedDataset(prefix)
-        validate = getattr(ds, "validate", None)  # the full O(n) checks, where indexed.py provides them
-        if validate is not None:
-            validate()
+        ds = IndexedDataset(prefix).validate()  # the full O(n) checks, once per file version
         return {"dtype": ds.dtype.name, "num_sequences": len(ds), "num_tokens": int(ds.num_tokens),
                 "idx_size": idx_path.stat().st_size, "idx_sha256": sha256_file(idx_path),
                 "bin_size": bin_path.stat().st_size}

@@ -141,3 +141,12 @@ def test_relocated_data_and_cache_are_found_without_a_rebuild(data, tmp_path, ha
     assert samples(found) == expected and hashes == []  # read from the paths the config gives now
     assert verify_index(found) == []
 
+
+
+def test_a_truncated_file_inside_an_index_is_named_on_open(data, tmp_path):
+    new, old, spec = data
+    path = build_index(spec, tmp_path / "c", progress=False)
+    target = path / "source0_sample_doc.npy"
+    os.truncate(target, target.stat().st_size - 8)
+    with pytest.raises(ValueError, match=r"source0_sample_doc.npy: \d+ bytes, but description.json lists"):
+        ReplayDataset(path)
