@@ -4,7 +4,7 @@ Left: opening a built index in a fresh process (every repeat a dot), at the 146M
 larger ``.idx``. Middle: cold (pages dropped) and warm random reads. Right: the Pile-scale builds, CPU
 time and peak RSS against samples.
 
-    $ python bench/plot_replay.py bench/results/plan-146M.json bench/results/reads-146M.json \\
+    $ python bench/plot_replay.py bench/results/open-146M.json bench/results/reads-146M.json \\
           bench/results/pile-scale.json docs/img/replay-benchmark.png
 """
 from __future__ import annotations
