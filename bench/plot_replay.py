@@ -49,7 +49,7 @@ def main(plan_path: str, reads_path: str, pile_path: str, out_path: str) -> None
     ax_r.set_title("reads (pages dropped first)")
     ax_r.legend(fontsize=8)
 
-    builds = [b for b in pile["builds"] if b["seq_length"] == 2048]
+    builds = [b for b in pile["builds"] if b["seq_length"] == 2048 and b["mode"] == "build"]
     xs = [b["num_samples"] / 1e6 for b in builds]
     ax_b.plot(xs, [b["build_cpu_s"] for b in builds], "o-", color="tab:blue", label="build CPU (s)")
     ax_b.plot(xs, [b["build_s"] for b in builds], "o--", color="tab:blue", alpha=0.5, label="build wall (s)")
