@@ -130,8 +130,8 @@ def main() -> None:
     report["builds"].append(child("build", prefixes, int(args.seq8192_samples), 8192, cache))
     shutil.rmtree(cache, ignore_errors=True)
 
-    print("\n| plan | build wall (s) | build CPU (s) | peak RSS (MiB) | index (GB) | CPU µs/sample | load before |"
-          "\n(build-known: sources already identified, as at every build after the first on the same data)")
+    print("\nbuild-known: the sources already identified, as at every build after the first on the same data")
+    print("\n| plan | build wall (s) | build CPU (s) | peak RSS (MiB) | index (GB) | CPU µs/sample | load before |")
     print("|---|---|---|---|---|---|---|")
     for b in report["builds"]:
         print(f"| {b['num_samples'] / 1e6:,.0f}M samples, seq {b['seq_length']}, {b['mode']} | {b['build_s']:.1f} | "
