@@ -3,7 +3,8 @@
 Lists every index directory with its size and state (``neox_cpt.data.housekeeping``). With ``--keep``,
 the indexes the given stage configs use (their replay index, validation indexes, and the indexes they
 replay from) are kept and every other one is unused; without it only indexes whose sources changed or
-vanished are stale. ``--prune`` removes unused, stale and debris entries; without it nothing is removed.
+vanished are stale. ``--prune`` removes unused, stale and debris entries (and the fingerprint records of
+files that no longer exist); without it nothing is removed.
 
     $ neox-cpt index-cache /shared/neox_cpt_index --keep configs/stage2.yml --keep configs/stage3.yml --prune
 """
@@ -41,7 +42,7 @@ def keys_of(config: str, cache_dir: str) -> list:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from neox_cpt.data.housekeeping import prune, survey
+    from neox_cpt.data.housekeeping import orphan_records, prune, survey
 
     if not Path(args.cache_dir).is_dir():
         raise FileNotFoundError(f"{args.cache_dir}: not a directory; give the index cache directory "
@@ -53,9 +54,14 @@ def run(args: argparse.Namespace) -> int:
         print(f"{e.path.name:<{width}}  {e.size_bytes / 2**20:>10,.1f} MiB  {e.state:<10}  {e.reason}")
     removable = [e for e in entries if e.removable]
     total = sum(e.size_bytes for e in removable) / 2**20
+    orphans = orphan_records(args.cache_dir)
+    if orphans:
+        print(f".sources: {len(orphans)} fingerprint record(s) of files that no longer exist")
     if args.prune:
+        for record in orphans:
+            record.unlink(missing_ok=True)
         print(f"removed {len(removable)} entr{'y' if len(removable) == 1 else 'ies'}, "
-              f"{prune(removable) / 2**20:,.1f} MiB")
+              f"{prune(removable) / 2**20:,.1f} MiB, and {len(orphans)} record(s)")
     else:
         print(f"{len(removable)} removable ({total:,.1f} MiB); rerun with --prune to remove them")
     return 0

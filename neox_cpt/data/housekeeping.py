@@ -10,7 +10,8 @@ state; ``prune(entries)`` removes the ones marked for removal:
 - without ``keep``, only indexes whose sources are missing or changed (**stale**: they can never be
   opened again as they are) are removed;
 - temporary directories of builds whose owner is provably gone, or silent for
-  ``neox_cpt.data.publish.STALE_AFTER_S``, are **debris** and removed; those of running builds never.
+  ``neox_cpt.data.publish.STALE_AFTER_S``, are **debris** and removed; those of running builds never;
+- fingerprint records of files that no longer exist (``orphan_records``) are removed too.
 
 An index is removed by renaming it aside first, so a reader never sees half a directory.
 
@@ -102,6 +103,19 @@ def survey(cache_dir: os.PathLike, keep: Optional[Iterable[str]] = None) -> List
         entries.append(Entry(t, _size(t), "debris" if stale else "building",
                              "owner gone or silent too long" if stale else "a build is running"))
     return entries
+
+
+def orphan_records(cache_dir: os.PathLike) -> List[Path]:
+    """Fingerprint records (``.sources/``) of files that no longer exist at the path they were seen at."""
+    out = []
+    for record in sorted((Path(cache_dir) / ".sources").glob("*.json")):
+        try:
+            paths = json.loads(record.read_text())["paths"]
+        except (OSError, ValueError, KeyError):
+            paths = []
+        if not paths or not all(os.path.exists(p) for p in paths):
+            out.append(record)
+    return out
 
 
 def prune(entries: Iterable[Entry]) -> int:

@@ -69,3 +69,8 @@ def test_without_configs_only_indexes_of_changed_sources_are_pruned(tmp_path, ca
     out = capsys.readouterr().out
     assert names(out, "stale") == [before.name] and names(out, "current") == [after.name]
     assert not before.exists() and after.exists()
+    records = sorted((cache / ".sources").glob("*.json"))
+    os.rename(tmp_path / "old.idx", tmp_path / "moved.idx")  # a record now points at a vanished file
+    assert main(["index-cache", str(cache), "--prune"]) == 0
+    assert "1 fingerprint record(s) of files that no longer exist" in capsys.readouterr().out
+    assert len(sorted((cache / ".sources").glob("*.json"))) == len(records) - 1
