@@ -37,7 +37,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
-from neox_cpt.data.build import Progress, build_into, describe
+from neox_cpt.data.build import Progress, build_into, describe, plan_draws
 from neox_cpt.data.fingerprint import store_of
 from neox_cpt.data.publish import fsync_dir, make_temp_dir, publish, remove_stale
 from neox_cpt.data.sources import (DESCRIPTION, LOCATION_FIELDS, description_key, locations, resolve_sources,
@@ -150,6 +150,7 @@ def build_index(spec: ReplayIndexSpec, cache_dir: PathLike, progress: Union[bool
         log.info("replay index %s: reusing %s", spec.name, final)
         _adopt(final, description)
         return final
+    plan_draws(spec, [dict(e) for e in description["sources"]])  # a refused plan creates nothing
     _prepare_cache_dir(cache_dir)
     remove_stale(cache_dir, final.name)
     tmp = make_temp_dir(cache_dir, final.name)
