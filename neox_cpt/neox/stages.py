@@ -18,7 +18,7 @@ from ``cpt_init_checkpoint`` otherwise. NeoX's tag convention is ``global_step{i
 import json
 import os
 import re
-from typing import Any, Dict, NamedTuple, Optional, Tuple
+from typing import Any, Dict, NamedTuple, Optional, Tuple, Union
 
 SIDECAR = "neox_cpt_stage.json"
 _TAG = re.compile(r"^global_step(\d+)$")
@@ -110,9 +110,10 @@ def write_sidecar(save_dir: str, iteration: int, record: Dict[str, Any]) -> str:
     return path
 
 
-def parent_data(init_checkpoint: str) -> Tuple[str, int]:
-    """(replay index directory, index position) of the stage that wrote ``init_checkpoint``, from its sidecar."""
-    ref = resolve_checkpoint(init_checkpoint)
+def parent_data(init_checkpoint: Union[str, CheckpointRef]) -> Tuple[str, int]:
+    """(replay index directory, index position) of the stage that wrote ``init_checkpoint`` (a path, resolved
+    through its ``latest``, or a resolved reference), from its sidecar."""
+    ref = init_checkpoint if isinstance(init_checkpoint, CheckpointRef) else resolve_checkpoint(init_checkpoint)
     sidecar = read_sidecar(ref.load_dir, ref.tag) or {}
     if not sidecar.get("replay_index"):
         raise ValueError(f"cpt_continue_parent_data: {ref.load_dir}/{ref.tag} has no {SIDECAR} naming a replay index; "
