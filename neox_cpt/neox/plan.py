@@ -112,6 +112,29 @@ class LaunchPlan:
                 "consumed_samples": None if self.consumed_samples is None else list(self.consumed_samples),
                 "consumed_from": self.consumed_from}
 
+    def ignored_keys(self) -> List[str]:
+        """The keys of the config this launch does not obey, each with why ('key: reason')."""
+        cfg, out = self.cfg, []
+        if self.uses_schedule:
+            from neox_cpt.schedules.keys import NEOX_LR_KEYS
+
+            out += [f"{k}: the cpt_* schedule sets the LR" for k in NEOX_LR_KEYS if cfg.get(k) is not None]
+        if self.is_stage:
+            out.append(f"train_iters: rewritten to {self.end_iteration} (stage start + stage length)")
+            if self.mode == "resume":
+                out += [f"{k}: a resume restores the stage's own optimizer" for k in ("no_load_optim",
+                                                                                     "cpt_reset_optimizer")
+                        if cfg.get(k)]
+                out.append("cpt_init_checkpoint: not read (the stage resumes from its own checkpoint in save)")
+        if self.data in ("replay", "parent"):
+            reads = "cpt_train_data_paths" if cfg.get("cpt_train_data_paths") else None
+            for key in ("train_data_paths", "train_data_weights", "data_path", "test_data_paths"):
+                if cfg.get(key) is not None and (reads or key == "test_data_paths" or self.data == "parent"):
+                    out.append(f"{key}: the stage trains on the replay index" + (f" of {reads}" if reads else ""))
+            if cfg.get("cpt_valid_data_paths") and cfg.get("valid_data_paths"):
+                out.append("valid_data_paths: validation reads cpt_valid_data_paths")
+        return out
+
     def summary(self) -> Dict[str, Any]:
         """The plan as JSON-able values (``neox-cpt preflight --json`` and the ``neox-cpt plan:`` log line)."""
         ref = self.checkpoint

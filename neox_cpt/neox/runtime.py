@@ -60,6 +60,8 @@ def prepare(neox_args: Any) -> Optional[LaunchPlan]:
         neox_args.cpt_replay_consumed_samples = list(plan.consumed_samples)
     log_rank0(announcement(plan))
     log_rank0("neox-cpt plan: " + json.dumps(plan.summary(), sort_keys=True))
+    for line in plan.ignored_keys():
+        log_rank0(f"neox-cpt: ignored {line}")
     return plan
 
 

@@ -5,7 +5,6 @@ Each test failed before its fix: the anneal branch's data start re-read from the
 settings and ``no_load_optim`` on resume (1.f), NeoX-style batch keys and ``eval_iters: 0`` (1.g).
 """
 import json
-import socket
 
 import numpy as np
 import pytest
@@ -16,17 +15,6 @@ from neox_cpt.data.indexed import IndexedDatasetWriter  # noqa: E402
 from neox_cpt.neox import stages  # noqa: E402
 
 BATCH, SEQ = 4, 8
-
-
-@pytest.fixture(scope="module")
-def gloo():
-    dist = torch.distributed
-    if not dist.is_initialized():
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=1)
-    yield
 
 
 def write(prefix, low, high, num_docs, seed):
