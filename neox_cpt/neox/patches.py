@@ -47,8 +47,8 @@ def wrap_get_learning_rate_scheduler(stock: Callable) -> Callable:
 def wrap_load_checkpoint(stock: Callable) -> Callable:
     @functools.wraps(stock)
     def load_checkpoint(neox_args, model, optimizer, lr_scheduler, inference=False, iteration=None):
-        plan = prepare(neox_args)
-        if inference or plan is None or not plan.is_stage:
+        plan = None if inference else prepare(neox_args)  # generation loads weights as NeoX does
+        if plan is None or not plan.is_stage:
             loaded = stock(neox_args, model, optimizer, lr_scheduler, inference=inference, iteration=iteration)
             if isinstance(lr_scheduler, StageLR):
                 lr_scheduler.apply()  # never trust the LR DeepSpeed restored into the optimizer state

@@ -154,7 +154,7 @@ class LaunchPlan:
 def resolve(cfg: Mapping[str, Any]) -> LaunchPlan:
     """The plan of one launch: ``cfg`` is the flat config (``train_batch_size`` resolved), read with the
     checkpoint directories it names. Raises ValueError/FileNotFoundError naming the key and the fix."""
-    cfg = {k: v for k, v in cfg.items() if v is not None}
+    cfg = {k: v for k, v in cfg.items() if v is not None and _plain(v)}  # no NeoX objects (tokenizer, comet)
     batch = cfg.get("train_batch_size")
     if not isinstance(batch, int) or isinstance(batch, bool) or batch < 1:
         raise ValueError(f"train_batch_size = {batch!r}: the launch plan needs the global batch (NeoX derives it "
@@ -167,6 +167,17 @@ def resolve(cfg: Mapping[str, Any]) -> LaunchPlan:
     decision = stages.decide(cfg["save"], cfg["cpt_stage_name"], cfg["cpt_init_checkpoint"])
     return _resume(cfg, decision, stage_iters, batch) if decision.mode == "resume" else \
         _start(cfg, decision.checkpoint, stage_iters, batch)
+
+
+def _plain(value: Any) -> bool:
+    """A config value (str, number, bool, or lists/dicts of them): picklable and comparable across ranks."""
+    if isinstance(value, (str, int, float, bool)):
+        return True
+    if isinstance(value, (list, tuple)):
+        return all(v is None or _plain(v) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and (v is None or _plain(v)) for k, v in value.items())
+    return False
 
 
 def _data_kind(cfg: Mapping[str, Any]) -> str:
