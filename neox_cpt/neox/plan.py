@@ -60,6 +60,9 @@ class LaunchPlan:
     sidecar: Optional[Dict[str, Any]] = field(default=None, repr=False)
     notes: Tuple[str, ...] = ()
 
+    def __post_init__(self) -> None:  # the schedule once (building it validates and warns about NeoX LR keys)
+        object.__setattr__(self, "_schedule", integration.schedule_for(self.cfg) if self.uses_schedule else None)
+
     @property
     def is_stage(self) -> bool:
         return self.mode is not None
@@ -87,7 +90,8 @@ class LaunchPlan:
         return self.data_start + self.position * self.train_batch_size
 
     def schedule(self):
-        return integration.schedule_for(self.cfg) if self.uses_schedule else None
+        """The stage's StageSchedule (None: NeoX's own AnnealingLR)."""
+        return self._schedule
 
     @property
     def next_lr(self) -> Optional[float]:
