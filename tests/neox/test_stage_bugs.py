@@ -135,3 +135,10 @@ def test_eval_iters_zero_with_validation_sources(standin, gloo, d1, tmp_path):
     cfg = dict(d1, eval_iters=0, eval_interval=5, cpt_valid_data_paths=[write(tmp_path / "val", 0, 1000, 20, 7)])
     args, model, batches = run(standin, cfg)
     assert args.do_valid == 0 and len(batches) == 40 and not getattr(model, "evals", [])
+    import yaml
+
+    from neox_cpt.cli import main
+
+    path = tmp_path / "eval0.yml"
+    path.write_text(yaml.safe_dump(cfg))
+    assert main(["build-index", str(path), "--quiet"]) == 0  # prebuilding: no validation index of 0 samples
