@@ -29,12 +29,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def launch_config(paths: List[str], gpus: Optional[int] = None) -> Dict[str, Any]:
-    """The flat config the plugin reads at launch: the YAMLs merged, NeoX's seed default, train_batch_size
-    derived as NeoX derives it (micro batch x accumulation x GPUs / (model x pipe parallel size))."""
+    """The flat config the plugin reads at launch: the YAMLs merged, with the values NeoX derives that the plan
+    reads (the default seed, weight 1 for unweighted data paths, train_batch_size = micro batch x
+    accumulation x GPUs / (model x pipe parallel size))."""
     from neox_cpt.schedules.loader import load_stage_config
 
     cfg = {k: v for k, v in load_stage_config(paths).items() if v is not None}
     cfg.setdefault("seed", NEOX_SEED)
+    for split in ("train", "valid", "test"):  # NeoX gives unweighted paths weight 1 each (calculate_derived)
+        paths = cfg.get(f"{split}_data_paths")
+        if paths and cfg.get(f"{split}_data_weights") is None:
+            cfg[f"{split}_data_weights"] = [1.0] * (1 if isinstance(paths, str) else len(paths))
     if cfg.get("train_batch_size") is None and cfg.get("train_micro_batch_size_per_gpu") is not None:
         gpus = gpus or cfg.get("global_num_gpus")
         if gpus is None:

@@ -82,6 +82,17 @@ def test_preflight_predicts_the_first_launch_and_the_resume(standin, gloo, d1, c
     assert launch(standin, cfg)._cpt_plan.summary() == again
 
 
+def test_preflight_sees_the_data_weights_neox_derives(standin, gloo, d1, capsys, tmp_path):
+    _, cfg = d1
+    cfg = dict(cfg, train_data_paths=cfg.pop("cpt_train_data_paths"))  # NeoX's key: NeoX gives it weight [1.0]
+    path = tmp_path / "neox_paths.yml"
+    path.write_text(yaml.safe_dump(cfg))
+    code, predicted = preflight(capsys, str(path))
+    args = launch(standin, cfg, stop_at=21)
+    assert code == 0 and args.train_data_weights == [1.0]
+    assert args._cpt_index_dir == predicted["preflight"]["replay_index"]["dir"]
+
+
 def test_preflight_reports_problems_and_exits_non_zero(standin, gloo, d1, capsys, tmp_path):
     path, cfg = d1
     launch(standin, cfg, stop_at=26)
