@@ -20,7 +20,7 @@ the run opens.
 import functools
 import logging
 import os
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, Optional
 
 from neox_cpt.data.spec import valid_num_samples, valid_sources
 from neox_cpt.neox import integration

@@ -208,7 +208,7 @@ def _start(cfg: Dict[str, Any], ref: CheckpointRef, stage_iters: int, batch: int
     if data == "parent":
         parent_index, data_start = stages.parent_data(ref)
     if integration.seen_only_needs_consumed(cfg):
-        consumed, consumed_from = seen_consumed(cfg, ref)
+        consumed, consumed_from = stages.seen_consumed(cfg, ref)
         cfg["cpt_replay_consumed_samples"] = list(consumed)
     load_optimizer = not cfg.get("cpt_reset_optimizer") and not cfg.get("no_load_optim")
     return LaunchPlan(cfg, cfg["cpt_stage_name"], "start", ref, ref.iteration, ref.iteration, stage_iters, batch,
@@ -229,7 +229,7 @@ def _resume(cfg: Dict[str, Any], decision: stages.Decision, stage_iters: int, ba
             consumed = tuple(int(c) for c in recorded["consumed_samples"])
             consumed_from = f"{recorded.get('consumed_from')} (recorded by this stage's first launch)"
         else:  # a sidecar of an older neox-cpt: derive it as that version did
-            consumed, consumed_from = seen_consumed(cfg, stages.resolve_checkpoint(cfg["cpt_init_checkpoint"]))
+            consumed, consumed_from = stages.seen_consumed(cfg, stages.resolve_checkpoint(cfg["cpt_init_checkpoint"]))
         cfg["cpt_replay_consumed_samples"] = list(consumed)
     plan = LaunchPlan(cfg, cfg["cpt_stage_name"], "resume", ref, ref.iteration, int(side["stage_start"]),
                       stage_iters, batch, True, data, data_start, parent_index, consumed, consumed_from, side)
@@ -262,54 +262,3 @@ def changes(recorded: Mapping[str, Any], plan: LaunchPlan) -> List[str]:
                                               else f"{'no' if not old_s else 'a'} plugin schedule -> "
                                                    f"{'no' if not new_s else 'a'} plugin schedule"))
     return out
-
-
-def seen_consumed(cfg: Mapping[str, Any], ref: CheckpointRef) -> Tuple[Tuple[int, ...], str]:
-    """How many samples the run that wrote ``ref`` consumed from the one seen-only index, and the source.
-
-    A neox-cpt stage knows it exactly (its sidecar's ``index_position``: a branch's or a resumed stage's
-    position in its index); a stock NeoX checkpoint only has its iteration: iteration x that run's
-    ``train_batch_size`` (from the YAML NeoX archived beside the checkpoint, else this run's)."""
-    paths = list(cfg.get("cpt_replay_index_paths") or [])
-    if len(paths) != 1:
-        raise ValueError(f"cpt_replay_consumed_samples: unset with {len(paths)} cpt_replay_index_paths; the plugin "
-                         "can only infer it for one index (the run that wrote cpt_init_checkpoint): list one "
-                         "count per index")
-    where = f"{ref.load_dir}/{ref.tag}"
-    side = stages.read_sidecar(ref.load_dir, ref.tag)
-    if side is not None:
-        index = side.get("replay_index")
-        if index:
-            if os.path.realpath(str(paths[0])) != os.path.realpath(index):
-                raise ValueError(f"cpt_replay_index_paths: {paths[0]!r}, but cpt_init_checkpoint {where} was written "
-                                 f"by neox-cpt stage {side.get('stage_name')!r}, which trained on the replay index "
-                                 f"{index}; set cpt_replay_index_paths: [{index}] (or give "
-                                 "cpt_replay_consumed_samples for another index)")
-            count = int(side.get("index_position", side["samples_consumed"]))
-            return (count,), f"index_position of {where}/{stages.SIDECAR} (stage {side.get('stage_name')!r})"
-        return (int(side["samples_consumed"]),), \
-            f"samples_consumed of {where}/{stages.SIDECAR} (stage {side.get('stage_name')!r} on NeoX's datasets)"
-    batch, origin = archived_batch(ref), "as archived with that checkpoint"
-    if batch is None:
-        batch, origin = int(cfg["train_batch_size"]), "this run's (set cpt_replay_consumed_samples if it differed)"
-    return (ref.iteration * batch,), f"iteration {ref.iteration} x train_batch_size {batch} of {where} ({origin})"
-
-
-def archived_batch(ref: CheckpointRef) -> Optional[int]:
-    """``train_batch_size`` in the YAML files NeoX archives in ``<tag>/configs/`` (None if absent)."""
-    directory = os.path.join(ref.load_dir, ref.tag, "configs")
-    if not os.path.isdir(directory):
-        return None
-    import yaml
-
-    for name in sorted(os.listdir(directory)):
-        try:
-            with open(os.path.join(directory, name)) as f:
-                data = yaml.safe_load(f)
-        except (OSError, yaml.YAMLError):
-            continue
-        if isinstance(data, dict):
-            value = data.get("train_batch_size", data.get("train-batch-size"))
-            if isinstance(value, int) and not isinstance(value, bool):
-                return value
-    return None
