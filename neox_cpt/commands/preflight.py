@@ -26,6 +26,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gpus", type=int, help="GPUs of the job (global_num_gpus), to derive train_batch_size "
                         "from train_micro_batch_size_per_gpu when the YAML does not give it")
     parser.add_argument("--json", action="store_true", help="print the plan as one JSON object")
+    parser.add_argument("--neox-root", default=os.environ.get("NEOX_CPT_NEOX_ROOT"),
+                        help="a GPT-NeoX checkout whose functions to check against the ones the plugin wraps (read "
+                        "as source, not imported; default: $NEOX_CPT_NEOX_ROOT)")
 
 
 def launch_config(paths: List[str], gpus: Optional[int] = None) -> Dict[str, Any]:
@@ -183,6 +186,9 @@ def report(plan, facts: Dict[str, Any], problems: List[str]) -> str:
             lines.append(f"seen-only   : {list(plan.consumed_samples)} samples consumed, from {plan.consumed_from}")
         for key in plan.ignored_keys():
             lines.append(f"ignored     : {key}")
+    if "neox_root" in facts:
+        lines.append(f"GPT-NeoX    : {facts['neox_root']['path']}: the functions the plugin wraps have "
+                     + ("the expected signatures" if facts["neox_root"]["compatible"] else "other signatures"))
     lines += [f"PROBLEM     : {p}" for p in problems] or ["problems    : none"]
     return "\n".join(lines)
 
@@ -194,6 +200,12 @@ def run(args: argparse.Namespace) -> int:
         plan, facts, problems = None, {}, [str(exc)]
     else:
         plan, facts, problems = check(cfg)
+    if args.neox_root:
+        from neox_cpt.neox.compat import source_problem
+
+        problem = source_problem(args.neox_root)
+        facts["neox_root"] = {"path": args.neox_root, "compatible": problem is None}
+        problems += [problem] if problem else []
     if args.json:
         if plan is not None:
             facts["ignored_keys"] = plan.ignored_keys()

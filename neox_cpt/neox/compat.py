@@ -76,6 +76,57 @@ def signature_problem(module: Any, names: Iterable[str] = PATCHED) -> Optional[s
     return None
 
 
+# where each wrapped function is defined in a NeoX checkout (training.py imports the others by name)
+SOURCES = {"get_learning_rate_scheduler": "megatron/training.py", "evaluate_and_print_results": "megatron/training.py",
+           "load_checkpoint": "megatron/checkpointing.py", "save_checkpoint": "megatron/checkpointing.py",
+           "build_train_valid_test_data_loaders": "megatron/data/data_utils.py",
+           "shift_and_wrap_data_loaders": "megatron/data/data_utils.py"}
+
+
+def source_problem(neox_root: str) -> Optional[str]:
+    """:func:`signature_problem` for a NeoX checkout read as source (``ast``, nothing imported): what the
+    launch will find when it imports that NeoX."""
+    import ast
+    import os
+    from types import SimpleNamespace
+
+    module = SimpleNamespace()
+    for name, rel in SOURCES.items():
+        path = os.path.join(neox_root, rel)
+        try:
+            with open(path) as f:
+                tree = ast.parse(f.read(), path)
+        except (OSError, SyntaxError) as exc:
+            return f"neox-cpt: cannot read {path} ({exc}); is {neox_root!r} a GPT-NeoX checkout?"
+        for node in tree.body:
+            if isinstance(node, ast.FunctionDef) and node.name == name:
+                setattr(module, name, _stub(node))
+    return signature_problem(module)
+
+
+def _stub(node: Any) -> Any:
+    """A function with the parameters (and literal defaults) of a parsed ``def``."""
+    import ast
+
+    args = node.args.posonlyargs + node.args.args
+    defaults = [None] * (len(args) - len(node.args.defaults)) + list(node.args.defaults)
+    params = []
+    for arg, default in zip(args, defaults):
+        try:
+            value = _REQUIRED if default is None else ast.literal_eval(default)
+        except ValueError:  # not a literal: never one of the expected defaults
+            value = object()
+        params.append(inspect.Parameter(arg.arg, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=value))
+    if node.args.vararg or node.args.kwonlyargs or node.args.kwarg:
+        params.append(inspect.Parameter("_other", inspect.Parameter.VAR_KEYWORD))  # never what we expect
+
+    def stub(*_a: Any, **_k: Any) -> None:
+        return None
+
+    stub.__signature__ = inspect.Signature(params)
+    return stub
+
+
 def record(module: Any, message: str) -> None:
     """Leave ``module`` unpatched, with the reason (read by :func:`problem`)."""
     setattr(module, MARK, message)

@@ -147,3 +147,20 @@ def test_preflight_imports_neither_torch_nor_neox(d1):
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == "0 []"
     assert "launch      : start stage 'd1' from " in out.stdout
+
+
+def test_preflight_checks_a_neox_checkout_without_importing_it(d1, capsys, tmp_path):
+    import shutil
+
+    standin = os.path.join(os.path.dirname(__file__), "standin")
+    code, out = preflight(capsys, d1[0], "--neox-root", standin)
+    assert code == 0 and out["preflight"]["neox_root"] == {"path": standin, "compatible": True}
+    shutil.copytree(standin, tmp_path / "neox")
+    path = tmp_path / "neox" / "megatron" / "data" / "data_utils.py"
+    path.write_text(path.read_text().replace("def shift_and_wrap_data_loaders(neox_args, data_loaders, loop=True):",
+                                             "def shift_and_wrap_data_loaders(neox_args, data_loaders):\n    loop = True"))
+    code, out = preflight(capsys, d1[0], "--neox-root", str(tmp_path / "neox"))
+    assert code == 1 and out["preflight"]["problems"][0].startswith(
+        "neox-cpt: GPT-NeoX's megatron.training.shift_and_wrap_data_loaders is "
+        "shift_and_wrap_data_loaders(neox_args, data_loaders), but neox-cpt calls "
+        "shift_and_wrap_data_loaders(neox_args, data_loaders, loop=True) (tested with GPT-NeoX ea7aefd)")
