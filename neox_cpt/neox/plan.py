@@ -125,6 +125,9 @@ class LaunchPlan:
             out += [f"{k}: the cpt_* schedule sets the LR" for k in NEOX_LR_KEYS if cfg.get(k) is not None]
         if self.is_stage:
             out.append(f"train_iters: rewritten to {self.end_iteration} (stage start + stage length)")
+            if self.mode == "start" and cfg.get("no_load_optim"):
+                out.append("no_load_optim: a stage trains with a real optimizer, not NeoX's dummy one; this first "
+                           "launch starts it fresh (as cpt_reset_optimizer: true)")
             if self.mode == "resume":
                 out += [f"{k}: a resume restores the stage's own optimizer" for k in ("no_load_optim",
                                                                                      "cpt_reset_optimizer")

@@ -56,6 +56,11 @@ def prepare(neox_args: Any) -> Optional[LaunchPlan]:
     neox_args._cpt_data_start = plan.data_start
     if plan.is_stage and getattr(neox_args, "load", None) is None:
         neox_args.load = neox_args.save  # setup_model_and_optimizer loads only if `load` is set (training.py:1234)
+    if plan.is_stage and getattr(neox_args, "no_load_optim", False):
+        # NeoX builds a dummy optimizer (one parameter, lr 0, for inference) when no_load_optim is set
+        # (training.py:958-962), before the checkpoint load; a stage trains with a real one (plan.load_optimizer
+        # says whether it is loaded: not on a first launch with no_load_optim, always on a resume).
+        neox_args.no_load_optim = False
     if plan.consumed_samples is not None:
         neox_args.cpt_replay_consumed_samples = list(plan.consumed_samples)
     log_rank0(announcement(plan))

@@ -116,11 +116,13 @@ def test_relaunch_with_a_changed_stage_is_refused_before_any_data_is_opened(stan
 
 
 def test_stage_resume_loads_the_optimizer_even_with_no_load_optim(standin, gloo, d1):
-    cfg = dict(d1, no_load_optim=True)
+    cfg = dict(d1, no_load_optim=True)  # NeoX: a dummy optimizer (1 parameter, lr 0), meant for inference
     _, first, _ = run(standin, cfg, stop_at=24)
-    assert first.loaded["optimizer"] is False  # first launch: the stage starts with a fresh optimizer
+    assert first.loaded["optimizer"] is False  # first launch: the stage starts with a fresh optimizer ...
+    assert first.optimizer.dummy is False  # ... a real one, not NeoX's dummy
     _, resumed, _ = run(standin, cfg)
     assert resumed.loaded["path"].endswith("d1/global_step24/state.json") and resumed.loaded["optimizer"] is True
+    assert resumed.optimizer.dummy is False
 
 
 def test_neox_style_batch_keys_with_replay(standin, gloo, d1):
