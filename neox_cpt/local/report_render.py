@@ -3,14 +3,14 @@ inside each plotting function, Agg backend). The numbers come from :mod:`neox_cp
 
     >>> from neox_cpt.local.report import load_run
     >>> from neox_cpt.local.report_render import write_report
-    >>> write_report([load_run("runs/demo/run")], "runs/demo/report")  # doctest: +SKIP
+    >>> write_report([load_run("runs/demo/d0"), load_run("runs/demo/german/cpt_replay25")], "/tmp/r")  # doctest: +SKIP
 """
 from __future__ import annotations
 
 import logging
 import os
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import Dict, List, Mapping, Optional, Sequence
 
 from neox_cpt.local.report import Roles, Row, Run, fmt, fmt_tokens, infer_roles, lr_curve, table_rows
 
@@ -22,19 +22,33 @@ def _stage_marks(runs: Sequence[Run], key: str) -> List[int]:
     return sorted({int(getattr(s, key)) for r in runs for s in r.stages if getattr(s, key) > 0})
 
 
+LINE_STYLES = ("-", "--", "-.", ":")
+
+
+def run_colours(runs: Sequence[Run]) -> Dict[str, str]:
+    """One colour per run, the same in every plot: matplotlib's cycle (``C0``, ``C1``, ...) in input order.
+
+    >>> run_colours([Run("a", Path("a"), (), (), (), {}), Run("b", Path("b"), (), (), (), {})])
+    {'a': 'C0', 'b': 'C1'}
+    """
+    return {run.name: f"C{i % 10}" for i, run in enumerate(runs)}
+
+
 def plot_lr(runs: Sequence[Run], path: Path) -> None:
-    """LR against the global step, every run, stage boundaries dashed."""
+    """LR against the global step, every run, stage boundaries dashed grey. Each run has its own colour and
+    line style, so runs with the same schedule (drawn on top of each other) stay visible."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    colours = run_colours(runs)
     fig, ax = plt.subplots(figsize=(7.5, 3.6))
-    for run in runs:
+    for i, run in enumerate(runs):
         steps, lrs = lr_curve(run)
-        ax.plot(steps, lrs, label=run.name, lw=1.4)
+        ax.plot(steps, lrs, label=run.name, lw=1.6, color=colours[run.name], ls=LINE_STYLES[i % len(LINE_STYLES)])
     for step in _stage_marks(runs, "start_step"):
         ax.axvline(step, color="grey", ls="--", lw=0.8)
-    ax.set_xlabel("global step (dashed: stage boundaries)")
+    ax.set_xlabel("global step (dashed grey: stage boundaries)")
     ax.set_ylabel("learning rate")
     ax.set_title("LR across stages")
     ax.legend(fontsize=7, ncol=2)
@@ -43,22 +57,27 @@ def plot_lr(runs: Sequence[Run], path: Path) -> None:
     plt.close(fig)
 
 
-def plot_valid_loss(runs: Sequence[Run], sources: Sequence[str], path: Path) -> None:
-    """Validation loss of each source (one panel each) against lineage tokens, stage boundaries dashed."""
+def plot_valid_loss(runs: Sequence[Run], sources: Sequence[str], path: Path,
+                    titles: Optional[Mapping[str, str]] = None, uniform: Optional[float] = None) -> None:
+    """Validation loss of each source (one panel each, ``titles[source]`` on top) against lineage tokens, stage
+    boundaries dashed; ``uniform``: the loss of a uniform guess over the vocabulary, dotted."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    colours = run_colours(runs)
     fig, axes = plt.subplots(1, len(sources), figsize=(5.0 * len(sources), 3.8), squeeze=False)
     for ax, source in zip(axes[0], sources):
         for run in runs:
             points = [(e["tokens"], e["loss"]) for e in run.evals if e["source"] == source]
             if points:
                 xs, ys = zip(*points)
-                ax.plot([x / 1e6 for x in xs], ys, marker=".", ms=3, lw=1.2, label=run.name)
+                ax.plot([x / 1e6 for x in xs], ys, marker=".", ms=3, lw=1.2, label=run.name, color=colours[run.name])
         for tokens in _stage_marks(runs, "start_tokens"):
             ax.axvline(tokens / 1e6, color="grey", ls="--", lw=0.8)
-        ax.set_title(f"validation loss: {source}")
+        if uniform is not None:
+            ax.axhline(uniform, color="grey", ls=":", lw=1.0, label=f"uniform guess ({uniform:.2f})")
+        ax.set_title((titles or {}).get(source, f"validation loss: {source}"), fontsize=9)
         ax.set_xlabel("tokens trained (M)")
         ax.set_ylabel("loss (nats/token)")
     axes[0][0].legend(fontsize=7)
@@ -67,20 +86,30 @@ def plot_valid_loss(runs: Sequence[Run], sources: Sequence[str], path: Path) -> 
     plt.close(fig)
 
 
-def plot_tradeoff(rows: Sequence[Row], roles: Roles, path: Path) -> None:
-    """Forgetting (x) against adaptation (D1 loss, y) of the runs that train on D1: down-left is better."""
+def plot_tradeoff(rows: Sequence[Row], roles: Roles, path: Path, colours: Optional[Mapping[str, str]] = None,
+                  with_d0: bool = False) -> None:
+    """Forgetting (x) against adaptation (D1 loss, y) of the runs that train on D1: down-left is better.
+    ``colours``: run name -> colour (``run_colours``), so a run has the colour it has in the other plots;
+    ``with_d0``: also the D0-only runs (square markers at x = 0: where the continual runs started)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.0, 4.0))
-    points = [r for r in rows if r.forgetting is not None and r.d1_loss is not None and r.kind != "d0-only"]
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    points = [r for r in rows if r.forgetting is not None and r.d1_loss is not None
+              and (with_d0 or r.kind != "d0-only")]
+    xs = [r.forgetting for r in points] or [0.0]
+    middle = (min(xs) + max(xs)) / 2
     for i, row in enumerate(sorted(points, key=lambda r: r.forgetting)):
-        ax.scatter(row.forgetting, row.d1_loss)
-        # neighbours along x alternate above and below their point, so close points keep readable labels
+        ax.scatter(row.forgetting, row.d1_loss, color=(colours or {}).get(row.name), s=40, zorder=3,
+                   marker="s" if row.kind == "d0-only" else "o")
+        # labels point inwards (no label leaves the axes); neighbours along x alternate above and below
+        right = row.forgetting > middle
         ax.annotate(row.name.split("/")[-1], (row.forgetting, row.d1_loss), fontsize=7,
-                    xytext=(4, 4 if i % 2 == 0 else -10), textcoords="offset points")
+                    xytext=(-5 if right else 5, 5 if i % 2 == 0 else -11), textcoords="offset points",
+                    ha="right" if right else "left")
     ax.axvline(0.0, color="grey", lw=0.8)
+    ax.margins(x=0.1, y=0.12)
     ax.set_xlabel(f"forgetting: rise of {roles.d0} loss over the D0-only model (nats)")
     ax.set_ylabel(f"adaptation: {roles.d1} loss (nats)")
     ax.set_title("forgetting vs adaptation (down-left is better)")
@@ -118,26 +147,46 @@ def stages_table(runs: Sequence[Run]) -> str:
     return "\n".join(lines)
 
 
+def render_plots(runs: Sequence[Run], out: Path, roles: Optional[Roles], titles: Optional[Mapping[str, str]] = None,
+                 uniform: Optional[float] = None, tradeoff_d0: bool = False) -> Optional[List[Row]]:
+    """``lr.png``, ``valid_loss.png`` and (with roles) ``tradeoff.png`` into ``out``; returns the table rows
+    (None without roles). ``titles``, ``uniform``: see ``plot_valid_loss``; ``tradeoff_d0``: ``with_d0``."""
+    out.mkdir(parents=True, exist_ok=True)
+    sources = [roles.d0, roles.d1] if roles else list(dict.fromkeys(s for r in runs for s in r.sources))
+    plot_lr(runs, out / "lr.png")
+    plot_valid_loss(runs, sources, out / "valid_loss.png", titles=titles, uniform=uniform)
+    if roles is None:
+        return None
+    rows = table_rows(runs, roles)
+    plot_tradeoff(rows, roles, out / "tradeoff.png", colours=run_colours(runs), with_d0=tradeoff_d0)
+    return rows
+
+
+HOW_TO_READ = (
+    "How to read it: D0 is the data the model was pre-trained on (the old data), D1 the new data of the "
+    "continual stage. kind: `d0-only` = trained on D0 only, `d1-only` = trained on D1 only, from scratch, "
+    "`union` = trained from scratch on D0 and D1 together (the expensive re-training that continual "
+    "pre-training tries to match), `cpt` = continual pre-training: starts from a D0 model and trains on D1 "
+    "(with replay: a share of every batch is D0 data again). Losses are validation cross-entropy in nats "
+    "per token (lower is better).")
+
+
 def write_report(runs: Sequence[Run], out_dir: "os.PathLike[str] | str", roles: Optional[Roles] = None,
                  title: str = "neox-cpt report", notes: str = "") -> Path:
     """Write ``report.md`` and its PNGs into ``out_dir``; returns the path of report.md."""
     if not runs:
         raise ValueError("no runs given; pass one or more run directories")
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     try:
         roles = roles or infer_roles(runs)
     except ValueError as exc:
         logger.warning("%s", exc)
         roles = None
-    sources = [roles.d0, roles.d1] if roles else list(dict.fromkeys(s for r in runs for s in r.sources))
-    plot_lr(runs, out / "lr.png")
-    plot_valid_loss(runs, sources, out / "valid_loss.png")
+    rows = render_plots(runs, out, roles)
     parts = [f"# {title}", ""] + ([notes, ""] if notes else []) + ["## Runs", "", stages_table(runs), ""]
-    if roles is not None:
-        rows = table_rows(runs, roles)
-        plot_tradeoff(rows, roles, out / "tradeoff.png")
+    if roles is not None and rows is not None:
         parts += ["## Final validation loss (the paper's table)", "", markdown_table(rows, roles), "",
+                  HOW_TO_READ, "",
                   f"Losses are the final validation loss per source (nats/token). AVG is the plain mean of D0 "
                   f"and D1. Forgetting is the run's final {roles.d0} loss minus the D0-only model's "
                   f"{roles.d0} loss (the end of the D0 pre-training stage, or the D0-only run); adaptation is "

@@ -2,7 +2,7 @@
 configs, are trained (in parallel worker processes, each after the run it starts from) and reported.
 
     >>> # run_comparison(Path("runs/compare"))     # neox-cpt demo --compare: 16 runs, results.md + reports
-    >>> # run_demo(Path("runs/demo"))              # neox-cpt demo: the embedded default
+    >>> # run_demo(Path("runs/demo"))              # neox-cpt demo: D0, then D1 without and with replay
 """
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Set, Tuple
 
 from neox_cpt.local.experiments import (D0_SOURCE, FULL, REDUCED, SHIFTS, RunPlan, Target, comparison_plan,
-                                        target_checks, targets_markdown)
+                                        demo_plan, target_checks, targets_markdown)
 
 logger = logging.getLogger(__name__)
 
@@ -36,12 +36,12 @@ def load_yaml(path: Path) -> Dict[str, Any]:
 def trainer_config(run: RunPlan, base: Mapping[str, Any], root: Path, eval_sources: Sequence[str]) -> Dict[str, Any]:
     """The local trainer's run config (docs/local.md) for a planned run: ``base`` plus its one stage."""
     (stage,) = run.stages
-    replay = [(s, w) for s, w in stage.sources if stage.replay_frac > 0 and s == D0_SOURCE]
+    replay = [(s, w) for s, w in stage.sources if stage.replay_frac > 0 and s == stage.replay_source]
     new = [(s, w) for s, w in stage.sources if (s, w) not in replay]
     entry: Dict[str, Any] = {"name": stage.name, "sources": {s: float(w) for s, w in new},
                              "tokens": stage.num_tokens, **dict(stage.schedule)}
     if replay:
-        entry.update(replay_frac=stage.replay_frac, replay_sources={D0_SOURCE: 1.0})
+        entry.update(replay_frac=stage.replay_frac, replay_sources={stage.replay_source: 1.0})
     if run.init_from:
         entry.update(init_from=str((root / run.init_from).resolve()), reset_optimizer=True)
     cfg = {k: v for k, v in base.items() if k not in ("stages", "run_dir")}
@@ -96,38 +96,48 @@ def die_with_parent(parent_pid: int) -> None:
         os._exit(1)
 
 
-def run_plan(runs: Sequence[RunPlan], base: Mapping[str, Any], root: Path, shifts: Sequence[str],
-             jobs: int = 1) -> Dict[str, float]:
+def finished_outside(runs: Sequence[RunPlan], root: Path) -> Set[str]:
+    """The runs that ``runs`` start from which are not among them but have finished under ``root`` (the demo's
+    D0 model, trained before its continual runs): nothing has to wait for them."""
+    names = {r.name for r in runs}
+    return {r.init_from for r in runs if r.init_from and r.init_from not in names
+            and (root / r.init_from / "summary.json").is_file()}
+
+
+def run_plan(runs: Sequence[RunPlan], base: Mapping[str, Any], root: Path,
+             eval_sources: Callable[[RunPlan], Sequence[str]], jobs: int = 1) -> Dict[str, float]:
     """Train every run under ``root`` (finished runs are reused), each after the run it starts from, up to
-    ``jobs`` at a time in worker processes; returns wall seconds per run."""
-    configs = {r.name: trainer_config(r, base, root, _eval_sources(r, shifts)) for r in runs}
+    ``jobs`` at a time in worker processes; ``eval_sources(run)`` names the sources it evaluates. Returns
+    wall seconds per run."""
+    configs = {r.name: trainer_config(r, base, root, eval_sources(r)) for r in runs}
     times: Dict[str, float] = {}
     if jobs <= 1:
         for i, run in enumerate(runs, 1):
-            logger.info("compare | run %d/%d: %s (%s, %s tokens)", i, len(runs), run.name, run.label,
+            logger.info("runs | run %d/%d: %s (%s, %s tokens)", i, len(runs), run.name, run.label,
                         f"{run.num_tokens:,}")
             times[run.name] = _train_one(configs[run.name], str(root / run.name), run.name)
         return times
     import multiprocessing
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
-    pending, done, running = start_order(runs), set(), {}
+    done, pending, running = finished_outside(runs, root), start_order(runs), {}
     with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"), initializer=die_with_parent,
                              initargs=(os.getpid(),)) as pool:
         while pending or running:
             ready = [r for r in pending if r.init_from is None or r.init_from in done]
             for run in ready[: jobs - len(running)]:
                 pending.remove(run)
-                logger.info("compare | start %s (%s, %s tokens)", run.name, run.label, f"{run.num_tokens:,}")
+                logger.info("runs | start %s (%s, %s tokens)", run.name, run.label, f"{run.num_tokens:,}")
                 running[pool.submit(_train_one, configs[run.name], str(root / run.name), run.name)] = run
             if not running:
-                raise ValueError(f"runs {[r.name for r in pending]} start from runs that are not in the plan")
+                raise ValueError(f"runs {[r.name for r in pending]} start from runs that are neither in the plan nor "
+                                 f"finished under {root}")
             finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
             for future in finished:
                 run = running.pop(future)
                 times[run.name] = future.result()
                 done.add(run.name)
-                logger.info("compare | done %s in %.0f s (%d/%d)", run.name, times[run.name], len(done), len(runs))
+                logger.info("runs | done %s in %.0f s (%d/%d)", run.name, times[run.name], len(times), len(runs))
     return times
 
 
@@ -172,7 +182,7 @@ def run_comparison(root: Path, shifts: Sequence[str] = ("german", "bible"), redu
     logger.info("compare | %d runs, %d at a time, %s torch thread(s) each", len(runs), jobs, base.get("threads", 0))
     t0 = time.perf_counter()
     reused = {r.name for r in runs if (root / r.name / "summary.json").is_file()}
-    times = run_plan(runs, base, root, shifts, jobs=jobs)
+    times = run_plan(runs, base, root, lambda r: _eval_sources(r, shifts), jobs=jobs)
     total = time.perf_counter() - t0
     parts = [f"# neox-cpt comparison ({budget.label} budget: D0 {budget.d0_tokens:,} tokens, "
              f"D1 stage {budget.d1_tokens:,} tokens)", "", f"Wall time of this invocation: {total / 60:.1f} min "
@@ -198,27 +208,41 @@ def _time_row(root: Path, name: str, seconds: float, reused: bool) -> str:
     return f"| {name} | {wall:.0f} | earlier (reused) |" if wall is not None else f"| {name} | ? | earlier (reused) |"
 
 
-def run_demo(out: Path, config: Optional[Path] = None, threads: Optional[int] = None) -> Path:
-    """The embedded default: data, then configs/local/demo.yml (German) or demo_english.yml, then the report."""
+def run_demo(out: Path, config: Optional[Path] = None, threads: Optional[int] = None, jobs: int = 0) -> Path:
+    """``neox-cpt demo``: data, then the runs of ``demo_plan`` (configs/local/demo.yml: sotu -> German; without
+    the German man pages demo_english.yml: sotu -> Bible, under ``out/english``), then the report.
+
+    The D0 run trains alone with the config's threads (0 = every core); then the two continual runs train side
+    by side, ``jobs`` at a time (0: one per core, at most 2) with one torch thread each. ``threads`` overrides
+    the threads of every run."""
     from neox_cpt.local.demo_data import prepare_demo_data
-    from neox_cpt.local.report import Roles, load_run
-    from neox_cpt.local.report_render import write_report
-    from neox_cpt.local.trainer import train
+    from neox_cpt.local.demo_report import write_demo_report
+    from neox_cpt.local.report import load_run
 
     manifest = prepare_demo_data()
-    d1 = "german"
+    root = out
     if config is None:
         config = repo_configs_dir() / "demo.yml"
         if "german" not in manifest.source_names:
             logger.warning("demo | the German man pages are unavailable (%s): falling back to the English pair "
                            "sotu -> bible (configs/local/demo_english.yml)", dict(manifest.unavailable).get("german"))
-            config, d1 = repo_configs_dir() / "demo_english.yml", "bible"
-    cfg = load_yaml(config)
-    if threads is not None:
-        cfg["threads"] = threads
-    run_dir = out / ("run" if d1 == "german" else "run_english")
-    train(cfg, run_dir)
-    run = load_run(run_dir, name=f"sotu -> {d1}")
-    return write_report([run], out / "report", roles=Roles(D0_SOURCE, d1),
-                        title=f"neox-cpt demo: sotu -> {d1}, re-warm + re-decay + replay",
-                        notes=f"Config: `{config}`. Run directory: `{run_dir}`.")
+            config, root = repo_configs_dir() / "demo_english.yml", out / "english"
+    base = load_yaml(config)
+    runs = demo_plan(base, where=str(config))
+    d0, d1 = runs[0].stages[0].sources[0][0], runs[1].stages[0].sources[0][0]
+    missing = [s for s in (d0, d1) if s not in manifest.source_names]
+    if missing and (base.get("data") or {}).get("manifest") == "demo":
+        raise ValueError(f"{config}: sources {missing} are not in the demo data ({list(manifest.source_names)}; "
+                         f"unavailable: {dict(manifest.unavailable)})")
+    d0_run, branches = runs[0], runs[1:]
+    jobs = jobs if jobs > 0 else default_jobs(len(branches))
+    d0_base = {**base, "threads": threads} if threads is not None else base
+    branch_threads = threads if threads is not None else (1 if jobs > 1 else base.get("threads", 0))
+    logger.info("demo | %s, then %s and %s (%d at a time, %s torch thread(s) each)", d0_run.name, *[r.name for r in
+                branches], jobs, branch_threads)
+    t0 = time.perf_counter()
+    times = run_plan([d0_run], d0_base, root, lambda r: [d0, d1])
+    times.update(run_plan(branches, {**base, "threads": branch_threads}, root, lambda r: [d0, d1], jobs=jobs))
+    loaded = [load_run(root / r.name, name=r.label) for r in runs]
+    return write_demo_report(loaded, root / "report", d0=d0, d1=d1, config=config, root=root,
+                             wall_s=time.perf_counter() - t0, manifest=manifest)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from neox_cpt.local.config import load_run_config
-from neox_cpt.local.experiments import FULL, REDUCED, Budget, comparison_plan
+from neox_cpt.local.experiments import FULL, REDUCED, Budget, comparison_plan, demo_plan
 from neox_cpt.local.runs import load_yaml, repo_configs_dir, trainer_config
 from neox_cpt.schedules import schedule_from_config
 
@@ -25,10 +25,25 @@ def test_demo_configs(name, d1, replay):
     assert raw["data"] == {"manifest": "demo"}
     cfg = load_run_config(offline(raw))
     d0, cpt = cfg.stages
-    assert (d0.name, d0.num_steps, d0.num_tokens) == ("d0", 586, 586 * 2048)  # 1.2M tokens, rounded up to whole steps
-    assert (cpt.init_from, cpt.reset_optimizer, cpt.num_steps) == ("d0", True, 245)  # 0.5M tokens
+    assert (d0.name, d0.num_steps, d0.num_tokens) == ("d0", 489, 489 * 2048)  # 1.0M tokens, rounded up to whole steps
+    assert (cpt.init_from, cpt.reset_optimizer, cpt.num_steps) == ("d0", True, 196)  # 0.4M tokens
     assert cpt.train_shares() == {d1: 1 - replay, "sotu": replay}
     assert cfg.eval_sources == ("sotu", d1)
+
+
+@pytest.mark.parametrize("name, d1, replay", [("demo.yml", "german", 0.25), ("demo_english.yml", "bible", 0.05)])
+def test_demo_runs_validate(tmp_path, name, d1, replay):
+    """The demo's three generated runs are the config's stages: the same steps, schedule and sources."""
+    raw = load_yaml(repo_configs_dir() / name)
+    d0, none, rep = [load_run_config(offline(trainer_config(r, raw, tmp_path, ["sotu", d1])))
+                     for r in demo_plan(raw, where=name)]
+    by_hand = load_run_config(offline(raw))
+    assert d0.stages[0].num_steps == by_hand.stages[0].num_steps == 489
+    assert none.stages[0].num_steps == rep.stages[0].num_steps == by_hand.stages[1].num_steps == 196
+    assert none.stages[0].train_shares() == {d1: 1.0}
+    assert rep.stages[0].train_shares() == by_hand.stages[1].train_shares() == {d1: 1 - replay, "sotu": replay}
+    assert rep.stages[0].init_from == str(tmp_path / "d0") and rep.stages[0].reset_optimizer
+    assert rep.threads == 0 and rep.eval_sources == ("sotu", d1)
 
 
 def test_compare_configs_validate(tmp_path):
@@ -75,26 +90,35 @@ def test_schedules_only_demo(tmp_path, capsys):
     assert "schedule plans:" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("available, config, run_dir", [(("sotu", "bible", "german"), "demo.yml", "run"),
-                                                        (("sotu", "bible"), "demo_english.yml", "run_english")])
-def test_demo_falls_back_to_english(monkeypatch, tmp_path, available, config, run_dir):
-    """Without the German man pages the demo runs the English pair, in its own run directory."""
+@pytest.mark.parametrize("available, root, d1", [(("sotu", "bible", "german"), "", "german"),
+                                               (("sotu", "bible"), "english", "bible")])
+@pytest.mark.parametrize("threads, jobs, d0_threads, branch_threads, workers", [
+    (None, 0, None, 1, 2), (1, 0, 1, 1, 2), (None, 1, None, 0, 1), (2, 1, 2, 2, 1)])
+def test_demo_trains_d0_then_both_continual_runs(monkeypatch, tmp_path, available, root, d1, threads, jobs,
+                                                 d0_threads, branch_threads, workers):
+    """D0 alone (every core unless --threads), then the two continual runs side by side (one thread each);
+    without the German man pages the English pair, under out/english."""
     import types
 
     import neox_cpt.local.demo_data as demo_data
+    import neox_cpt.local.demo_report as demo_report
+    import neox_cpt.local.model as model
     import neox_cpt.local.report as report
-    import neox_cpt.local.report_render as render
-    import neox_cpt.local.trainer as trainer
-    from neox_cpt.local.runs import run_demo
+    import neox_cpt.local.runs as runs
 
-    calls = {}
+    calls = []
     manifest = types.SimpleNamespace(source_names=available, unavailable=(("german", "no apt-get"),))
     monkeypatch.setattr(demo_data, "prepare_demo_data", lambda: manifest)
-    monkeypatch.setattr(trainer, "train", lambda cfg, path: calls.update(cfg=cfg, path=path))
-    monkeypatch.setattr(report, "load_run", lambda path, name: calls.update(name=name) or "RUN")
-    monkeypatch.setattr(render, "write_report", lambda runs, out, **kw: calls.update(roles=kw["roles"]) or out)
-    run_demo(tmp_path, threads=1)
-    assert calls["path"] == tmp_path / run_dir
-    assert calls["cfg"]["threads"] == 1 and calls["cfg"]["run_dir"].endswith(run_dir)
-    d1 = "german" if run_dir == "run" else "bible"
-    assert calls["roles"].d1 == d1 and calls["name"] == f"sotu -> {d1}"
+    monkeypatch.setattr(model, "usable_cores", lambda: 2)
+    monkeypatch.setattr(runs, "run_plan", lambda plan, base, root, sources, jobs=1: calls.append(
+        ([r.name for r in plan], base.get("threads"), root, [sources(r) for r in plan], jobs)) or {})
+    monkeypatch.setattr(report, "load_run", lambda path, name: (path, name))
+    monkeypatch.setattr(demo_report, "write_demo_report", lambda loaded, out, **kw: (loaded, out, kw))
+    loaded, out, kw = runs.run_demo(tmp_path, threads=threads, jobs=jobs)
+    top = tmp_path / root
+    assert calls == [(["d0"], d0_threads, top, [["sotu", d1]], 1),
+                     ([f"{d1}/cpt_replay0", f"{d1}/cpt_replay{25 if d1 == 'german' else 5}"], branch_threads, top,
+                      [["sotu", d1]] * 2, workers)]
+    assert out == top / "report" and (kw["d0"], kw["d1"]) == ("sotu", d1)
+    assert [p for p, _ in loaded] == [top / "d0", top / f"{d1}/cpt_replay0",
+                                      top / f"{d1}/cpt_replay{25 if d1 == 'german' else 5}"]

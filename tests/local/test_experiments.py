@@ -84,6 +84,62 @@ def test_budgets_meet_the_compute_target():
     assert REDUCED.label == "reduced" and REDUCED.d0_tokens < FULL.d0_tokens
 
 
+DEMO = {"stages": [{"name": "d0", "sources": {"sotu": 1.0}, "tokens": 1000},
+                   {"name": "d1", "sources": {"german": 1.0}, "replay_frac": 0.25, "replay_sources": {"sotu": 1.0},
+                    "tokens": 400, "init_from": "previous", "reset_optimizer": True, "cpt_lr_max": 1.0e-3}]}
+
+
+def test_demo_plan_trains_d0_once_and_the_stage_without_and_with_replay():
+    from neox_cpt.local.experiments import demo_plan
+
+    d0, none, replay = demo_plan(DEMO)
+    assert (d0.name, d0.init_from, d0.num_tokens, d0.stages[0].sources) == ("d0", None, 1000, (("sotu", 1.0),))
+    assert (none.name, none.init_from, none.num_tokens) == ("german/cpt_replay0", "d0", 400)
+    assert (none.stages[0].sources, none.stages[0].replay_frac) == ((("german", 1.0),), 0.0)
+    assert (replay.name, replay.init_from, replay.stages[0].replay_frac) == ("german/cpt_replay25", "d0", 0.25)
+    assert replay.stages[0].sources == (("german", 0.75), ("sotu", 0.25))
+    assert none.stages[0].schedule == replay.stages[0].schedule == (("cpt_lr_max", 1.0e-3),)
+    assert [r.label for r in (d0, none, replay)] == ["pre-trained on sotu (D0)", "continued on german, no replay",
+                                                     "continued on german, 25 % replay"]
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda c: c["stages"].pop(), "must be two stages"),
+    (lambda c: c["stages"][1].update(replay_frac=0.0), "compares no replay with replay"),
+    (lambda c: c["stages"][1].update(replay_sources={"bible": 1.0}), "replay_sources: {sotu: 1.0}"),
+    (lambda c: c["stages"][0].update(sources={"sotu": 0.5, "bible": 0.5}), r"stages\[0\].sources"),
+    (lambda c: c["stages"][1].update(sources={"sotu": 1.0}), "is the D0 source"),
+    (lambda c: c["stages"][1].update(tokens=None), r"stages\[1\].tokens = None"),
+    (lambda c: c["stages"][1].update(reset_optimizer=False), "reset_optimizer = False"),
+    (lambda c: c["stages"][1].update(init_from="scratch"), "init_from = 'scratch'"),
+    (lambda c: c["stages"][0].update(init_from="runs/x"), "from scratch; remove the key"),
+    (lambda c: c["stages"][0].update(seed=3), r"sets \['seed'\]"),
+])
+def test_demo_plan_names_what_is_wrong(change, message):
+    import copy
+
+    from neox_cpt.local.experiments import demo_plan
+
+    cfg = copy.deepcopy(DEMO)
+    change(cfg)
+    with pytest.raises(ValueError, match=message):
+        demo_plan(cfg, where="demo.yml")
+
+
+def test_continual_runs_need_not_wait_for_a_finished_d0_outside_their_plan(tmp_path):
+    """The demo trains its D0 model first, then the two continual runs as a plan of their own: they start at
+    once (before the fix the parallel runner refused them: 'start from runs that are not in the plan')."""
+    from neox_cpt.local.experiments import demo_plan
+    from neox_cpt.local.runs import finished_outside
+
+    _, *branches = demo_plan(DEMO)
+    assert finished_outside(branches, tmp_path) == set()  # d0 not trained yet: they must wait
+    (tmp_path / "d0").mkdir()
+    (tmp_path / "d0" / "summary.json").write_text("{}")
+    assert finished_outside(branches, tmp_path) == {"d0"}
+    assert finished_outside(demo_plan(DEMO), tmp_path) == set()  # in the plan: its own run decides
+
+
 def test_unknown_shift():
     with pytest.raises(ValueError, match="choose from"):
         comparison_plan(("french",), BUDGET)

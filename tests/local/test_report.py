@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -148,3 +149,80 @@ def test_reference_from_start_eval_without_parent(tmp_path, runs):
     run = load_run(cpt)
     roles = Roles("en", "de")
     assert d0_reference(run, roles, [run, runs[0]]) == 3.01  # not the D0-only run's 3.0
+
+
+def _demo_runs(tmp_path):
+    """The demo's layout: a D0 run, then two continual runs from its end (no replay, 25 % replay)."""
+    d0 = write_run(tmp_path / "d0", [stage("d0", 0, 0, 100, 0, 1000, {"en": 1.0})],
+                   [(0, 0, 0, "en", 9.0), (0, 0, 0, "de", 9.01), (0, 100, 1000, "en", 3.0), (0, 100, 1000, "de", 9.8)],
+                   final={"en": 3.0, "de": 9.8}, tokens_trained=1000)
+    init = str(d0)
+    none = write_run(tmp_path / "de/cpt_replay0", [stage("d1", 0, 100, 100, 1000, 400, {"de": 1.0}, init=init)],
+                     [(0, 200, 1400, "en", 7.0), (0, 200, 1400, "de", 2.0)], final={"en": 7.0, "de": 2.0},
+                     tokens_trained=400)
+    replay = write_run(tmp_path / "de/cpt_replay25", [stage("d1", 0, 100, 100, 1000, 400, {"de": 0.75, "en": 0.25},
+                                                            0.25, init=init)],
+                       [(0, 200, 1400, "en", 3.5), (0, 200, 1400, "de", 2.2)], final={"en": 3.5, "de": 2.2},
+                       tokens_trained=400)
+    labels = ("pre-trained on en (D0)", "continued on de, no replay", "continued on de, 25 % replay")
+    return [load_run(p, name=n) for p, n in zip((d0, none, replay), labels)]
+
+
+def test_demo_summary():
+    from neox_cpt.local.demo_report import demo_summary
+
+    s = demo_summary([3.0, 7.0, 3.5], [9.8, 2.0, 2.2])
+    assert s["forget_none"] == 4.0 and s["forget_replay"] == 0.5
+    assert s["removed"] == pytest.approx(0.875, abs=1e-12) and s["d1_cost"] == pytest.approx(0.2, abs=1e-12)
+    assert math.isnan(demo_summary([3.0, 3.0, 3.5], [9.8, 2.0, 2.2])["removed"])  # no forgetting to remove
+    assert math.isnan(demo_summary([3.0, None, 3.5], [9.8, 2.0, 2.2])["forget_none"])
+
+
+@pytest.mark.slow  # matplotlib: three plots
+def test_demo_report_in_plain_words(tmp_path):
+    pytest.importorskip("matplotlib")
+    import types
+
+    from neox_cpt.local.demo_report import write_demo_report
+
+    runs = _demo_runs(tmp_path)
+    manifest = types.SimpleNamespace(vocab_size=8192, source=lambda name: types.SimpleNamespace(num_train_tokens=12345))
+    path = write_demo_report(runs, tmp_path / "report", d0="en", d1="de", config="demo.yml", root=tmp_path,
+                             wall_s=90.0, manifest=manifest)
+    text = path.read_text()
+    assert "| pre-trained on en (D0) | 3.000 | 9.800 | 6.400 | (reference) | 1,000 |" in text
+    assert "| continued on de, no replay | 7.000 | 2.000 | 4.500 | +4.000 | 400 |" in text
+    assert "| continued on de, 25 % replay | 3.500 | 2.200 | 2.850 | +0.500 | 400 |" in text
+    assert "replay removed 88 % of the forgetting" in text and "(+0.20 nats, the price" in text
+    assert "(here 9.010 on `de` at the start)" in text and "(to 9.800 at the end of run 1)" in text
+    assert "(ln 8,192 = 9.01)" in text and "Wall time of this invocation: 1.5 min" in text
+    assert "continued on de, no replay: 1 s" in text
+    assert "**continued on de, no replay** (orange)" in text
+    assert "Table 2" not in text  # no paper table for an unknown shift
+    for png in ("lr.png", "valid_loss.png", "tradeoff.png"):
+        assert (tmp_path / "report" / png).read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.slow  # matplotlib
+def test_one_colour_per_run_in_every_plot(tmp_path, monkeypatch):
+    """Before: the trade-off plot coloured its points by their order along x (the D0 run has no point there),
+    so a run's dot had another colour than its curves."""
+    pytest.importorskip("matplotlib")
+    from matplotlib.colors import to_hex
+    from matplotlib.figure import Figure
+
+    from neox_cpt.local.report_render import write_report
+
+    figures = {}
+    monkeypatch.setattr(Figure, "savefig", lambda fig, path, **kw: figures.update({Path(path).name: fig}))
+    runs = _demo_runs(tmp_path)
+    write_report(runs, tmp_path / "out", roles=Roles("en", "de"))
+    want = {r.name: to_hex(f"C{i}") for i, r in enumerate(runs)}
+    for name in ("lr.png", "valid_loss.png"):
+        for ax in figures[name].axes:
+            lines = {line.get_label(): to_hex(line.get_color()) for line in ax.lines if line.get_label() in want}
+            assert lines and all(lines[k] == want[k] for k in lines), (name, lines)
+    (ax,) = figures["tradeoff.png"].axes
+    labels = [t.get_text() for t in ax.texts]
+    dots = [to_hex(c.get_facecolor()[0]) for c in ax.collections]
+    assert dict(zip(labels, dots)) == {r.name: want[r.name] for r in runs[1:]}
