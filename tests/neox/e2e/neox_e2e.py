@@ -128,6 +128,9 @@ def tiny_config(run_dir: Path, **overrides) -> dict:
     }
     cfg.update(overrides)
     cfg.setdefault("global_num_gpus", cfg["num_gpus"])
+    data_parallel = cfg["global_num_gpus"] // (cfg["model_parallel_size"] * max(cfg["pipe_parallel_size"], 1))
+    cfg.setdefault("train_batch_size", cfg["train_micro_batch_size_per_gpu"] * cfg["gradient_accumulation_steps"]
+                   * data_parallel)  # given, as the shipped configs do (scenario g drops it)
     return cfg
 
 
@@ -153,6 +156,15 @@ class Launch:
         return [int(m.group(1)) for m in re.finditer(r"iteration\s+(\d+)/\s*\d+ \|", self.log)]
 
 
+def cli(*args: str) -> subprocess.CompletedProcess:
+    """``neox-cpt ARGS`` of this checkout (first on PYTHONPATH: an installed neox-cpt cannot answer instead)."""
+    import sys
+
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
+    return subprocess.run([sys.executable, "-m", "neox_cpt.cli", *args], capture_output=True, text=True, cwd=REPO,
+                          env=env, timeout=120)
+
+
 @dataclasses.dataclass
 class Preflight:
     returncode: int
@@ -162,10 +174,7 @@ class Preflight:
 
 def preflight(config: Path, num_gpus: int) -> Preflight:
     """``neox-cpt preflight CONFIG --json --gpus N`` (this checkout's CLI, no NeoX), run before a launch."""
-    import sys
-
-    proc = subprocess.run([sys.executable, "-m", "neox_cpt.cli", "preflight", str(config), "--json", "--gpus",
-                           str(num_gpus)], capture_output=True, text=True, cwd=REPO, timeout=120)
+    proc = cli("preflight", str(config), "--json", "--gpus", str(num_gpus))
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
     return Preflight(proc.returncode, json.loads(lines[-1]) if lines else None, proc.stdout + proc.stderr)
 
@@ -277,10 +286,7 @@ def recorded_batches(run_dir: Path, name: str = "run") -> Dict[int, List[np.ndar
 
 def schedule_lrs(config: Path, steps: str) -> Dict[int, float]:
     """``neox-cpt schedule CONFIG --steps ... --csv``: the LR of each global step, as the CLI prints it."""
-    import sys
-
-    proc = subprocess.run([sys.executable, "-m", "neox_cpt.cli", "schedule", str(config), "--steps", steps, "--csv"],
-                          capture_output=True, text=True, cwd=REPO, timeout=120)
+    proc = cli("schedule", str(config), "--steps", steps, "--csv")
     assert proc.returncode == 0, proc.stderr
     rows = [line.split(",") for line in proc.stdout.strip().splitlines()[1:]]
     return {int(step): float(lr) for step, lr in rows}

@@ -2,7 +2,8 @@
 
     D0 (stock, 10 iters) -> s1: warmup 2, cooldown to const by stage step 6, constant (iters 11..22)
                          -> s2: constant, no re-warm (iters 23..38, saves every 4)
-    s2 killed after 29 (latest: global_step28) -> branch from s2/global_step28: anneal over 6 iters (29..34,
+    s2 killed after 29 (latest: global_step28) -> branch from s2's save directory, as the shipped
+    405M_inf_anneal.yml writes it (so from its latest, global_step28): anneal over 6 iters (29..34,
     saves every 2), killed after 31 (its latest: 30) -> s2 relaunched: resumes at 28, saves 32, 36, 38 (its
     `latest` moves on) -> branch relaunched: resumes at 30 and must train on exactly s2's batches 31..34.
 """
@@ -33,7 +34,7 @@ def chain(runs):
                          cpt_replay_data_paths=[runs.data["new"]], cpt_replay_frac=0.25, cpt_index_cache_dir=index,
                          eval_iters=0, master_port=e2e.free_port())
     branch = e2e.tiny_config(w / "branch", cpt_stage_name="anneal",
-                             cpt_init_checkpoint=str(w / "s2" / "ckpt" / f"global_step{BRANCH_AT}"),
+                             cpt_init_checkpoint=str(w / "s2" / "ckpt"),  # its `latest` (global_step28) at start
                              cpt_stage_iters=BRANCH_ITERS, cpt_stage_start_iter=BRANCH_AT, train_iters=BRANCH_ITERS,
                              cpt_infinite_first_stage=False, cpt_anneal_frac=1.0, **LR, cpt_continue_parent_data=True,
                              eval_iters=0, checkpoint_factor=2, master_port=e2e.free_port())
@@ -72,9 +73,6 @@ def test_d_anneal_branch_resumed_after_main_line_saves_keeps_its_batches(chain):
     assert b1.killed_at == BRANCH_AT + 3
     assert b1.lines(f"neox-cpt: started stage 'anneal' at global iteration {BRANCH_AT}")
     assert e2e.check_ok(b2).lines(f"neox-cpt: resumed stage 'anneal' at global iteration {BRANCH_AT + 2}")
-    first, again = e2e.assert_preflight_predicted(b1), e2e.assert_preflight_predicted(b2)
-    assert (first["data"], first["data_start"], first["next_sample"]) == ("parent", 48, 48)  # s2's position 6 x 8
-    assert (again["mode"], again["data_start"], again["next_sample"]) == ("resume", 48, 64)
     end = BRANCH_AT + BRANCH_ITERS
     lrs = lrs_match_schedule(b2.dir / "tb", b2.config, range(BRANCH_AT + 1, end + 1))
     assert lrs[end] == pytest.approx(0.0001)  # annealed to cpt_lr_min
@@ -83,3 +81,6 @@ def test_d_anneal_branch_resumed_after_main_line_saves_keeps_its_batches(chain):
     assert sorted(branch) == list(range(BRANCH_AT + 1, end + 1))
     for update in branch:  # the batches the main line trained on at the same global iterations
         assert all(np.array_equal(a, b) for a, b in zip(branch[update], main[update])), f"update {update}"
+    first, again = e2e.assert_preflight_predicted(b1), e2e.assert_preflight_predicted(b2)
+    assert (first["data"], first["data_start"], first["next_sample"]) == ("parent", 48, 48)  # s2's position 6 x 8
+    assert (again["mode"], again["data_start"], again["next_sample"]) == ("resume", 48, 64)

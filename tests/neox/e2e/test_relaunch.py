@@ -13,7 +13,7 @@ import neox_e2e as e2e
 pytestmark = [pytest.mark.slow, pytest.mark.neox]
 
 CHANGES = {  # name -> (YAML change, what the refusal must name)
-    "batch_size": ({"train_micro_batch_size_per_gpu": 4}, "train_batch_size: 8 -> 4"),
+    "batch_size": ({"train_micro_batch_size_per_gpu": 4, "train_batch_size": 4}, "train_batch_size: 8 -> 4"),
     "data_path": ({"cpt_train_data_paths": "digits"}, "cpt_train_data_paths:"),
     "replay_frac": ({"cpt_replay_frac": 0.5}, "cpt_replay_frac: 0.25 -> 0.5"),
     "schedule": ({"cpt_lr_max": 0.002}, "schedule"),

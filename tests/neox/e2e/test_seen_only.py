@@ -40,13 +40,13 @@ def test_e_seen_only_replay_of_a_stock_neox_d0(runs):
     assert len(maps) == 1, maps  # NeoX's own name for train_data_paths[0]
     index = str(runs.workdir / "data" / maps[0][: -len("_doc_idx.npy")])
     run = e2e.check_ok(seen_only_stage(runs, "seen_d0", d0, index, frac=0.25, iters=6))
-    plan = e2e.assert_preflight_predicted(run)
-    assert plan["consumed_samples"] == [80], plan  # D0: 10 iterations x 8
     replay, total = replayed(run.dir, "seen_d0", "digits")
     assert total == 48 and len(replay) == 12
     seen = trained_samples(d0.dir, "d0")
     assert len(seen) == D0_ITERS * 8
     assert [s.tobytes() in seen for s in replay] == [True] * len(replay)
+    plan = e2e.assert_preflight_predicted(run)
+    assert plan["consumed_samples"] == [80], plan  # D0: 10 iterations x 8
 
 
 def test_e_seen_only_replay_of_a_neox_cpt_stage(runs):
@@ -54,11 +54,11 @@ def test_e_seen_only_replay_of_a_neox_cpt_stage(runs):
     index = e2e.sidecar(d1.dir, D0_ITERS + D1_ITERS)["replay_index"]
     assert index
     run = e2e.check_ok(seen_only_stage(runs, "seen_d1", d1, index, frac=0.5, iters=4))
-    plan = e2e.assert_preflight_predicted(run)
-    assert plan["consumed_samples"] == [96], plan  # D1's data position in its index, not 22 x 8
     replay, total = replayed(run.dir, "seen_d1", "digits")
     assert total == 32 and len(replay) == 16
     seen = trained_samples(d1.dir, "d1")
     assert len(seen) == D1_ITERS * 8
     assert [s.tobytes() in seen for s in replay] == [True] * len(replay)
     assert np.mean([e2e.source_of_sample(s) == "old" for s in replay]) < 1  # D1's own new data is replayed too
+    plan = e2e.assert_preflight_predicted(run)
+    assert plan["consumed_samples"] == [96], plan  # D1's data position in its index, not 22 x 8
