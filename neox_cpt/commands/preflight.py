@@ -61,8 +61,13 @@ def check(cfg: Dict[str, Any]) -> Tuple[Optional[Any], Dict[str, Any], List[str]
     from neox_cpt.neox import graft
     from neox_cpt.neox.plan import resolve
 
+    from neox_cpt.neox.runtime import active
+
     problems: List[str] = []
     facts: Dict[str, Any] = {}
+    if not active(cfg):
+        facts["inactive"] = "no cpt_* key: the plugin leaves this launch to stock NeoX"
+        return None, facts, problems
     try:
         graft.validate(cfg)
         plan = resolve(cfg)
@@ -189,6 +194,8 @@ def report(plan, facts: Dict[str, Any], problems: List[str]) -> str:
     if "neox_root" in facts:
         lines.append(f"GPT-NeoX    : {facts['neox_root']['path']}: the functions the plugin wraps have "
                      + ("the expected signatures" if facts["neox_root"]["compatible"] else "other signatures"))
+    if "inactive" in facts:
+        lines.append(f"launch      : {facts['inactive']}")
     lines += [f"PROBLEM     : {p}" for p in problems] or ["problems    : none"]
     return "\n".join(lines)
 

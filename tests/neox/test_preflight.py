@@ -164,3 +164,11 @@ def test_preflight_checks_a_neox_checkout_without_importing_it(d1, capsys, tmp_p
         "neox-cpt: GPT-NeoX's megatron.training.shift_and_wrap_data_loaders is "
         "shift_and_wrap_data_loaders(neox_args, data_loaders), but neox-cpt calls "
         "shift_and_wrap_data_loaders(neox_args, data_loaders, loop=True) (tested with GPT-NeoX ea7aefd)")
+
+
+def test_preflight_of_a_stock_config_says_the_plugin_stays_out(capsys, tmp_path):
+    path = tmp_path / "stock.yml"
+    path.write_text(yaml.safe_dump({"train_batch_size": 8, "train_iters": 10, "seq_length": 16}))
+    assert main(["preflight", str(path)]) == 0
+    assert capsys.readouterr().out.splitlines()[0] == (
+        "launch      : no cpt_* key: the plugin leaves this launch to stock NeoX")
