@@ -40,7 +40,9 @@ def neox():
 
 @pytest.fixture(scope="session")
 def workdir(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("neox_e2e")
+    path = tmp_path_factory.mktemp("neox_e2e")
+    e2e.TIMINGS = path / "launches.tsv"
+    return path
 
 
 @pytest.fixture(scope="session")

@@ -27,6 +27,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[3]
 STARTUP = Path(__file__).resolve().parent / "cpu_startup"
 ROOT_ENV, PYTHON_ENV = "NEOX_CPT_NEOX_ROOT", "NEOX_CPT_NEOX_PYTHON"
+TIMINGS: Optional[Path] = None  # set by conftest: one line per launch (test, run, seconds, rc) for docs/neox.md
 
 # Disjoint token ranges per source (CharLevelTokenizer: a token is a byte; 0 is the end-of-document token).
 ALPHABETS = {"old": "ABCDEFGHIJKLMNOPQRSTUVWXYZ", "new": "abcdefghijklmnopqrstuvwxyz", "digits": "0123456789",
@@ -220,6 +221,10 @@ def launch(neox: Neox, cfg: dict, run_dir: Path, name: str = "run", kill_after_i
             proc.wait()
     text = "".join(out)
     (run_dir / f"{name}.log").write_text(text)
+    if TIMINGS is not None:
+        test = os.environ.get("PYTEST_CURRENT_TEST", "").split(" ")[0]
+        with open(TIMINGS, "a") as f:
+            f.write(f"{test}\t{run_dir.name}/{name}\t{time.monotonic() - started:.1f}\t{proc.returncode}\n")
     return Launch(run_dir, path, proc.returncode, text, time.monotonic() - started, killed, checked)
 
 

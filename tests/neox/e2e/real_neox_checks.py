@@ -80,7 +80,11 @@ def check_configs(workdir):
 
 def _engine(model_seed, scheduler_factory):
     import deepspeed
+    import deepspeed.comm.torch
     import torch
+
+    # DeepSpeed would JIT-build its shared-memory all-reduce op here (0.5-2 min); gloo never uses it
+    deepspeed.comm.torch.build_shm_op = lambda: None
 
     torch.manual_seed(model_seed)
     model = torch.nn.Linear(4, 1)
