@@ -4,12 +4,16 @@ Each subcommand lives in its own module exposing ``add_arguments(parser)`` and `
 the module is imported only when its subcommand runs, so ``neox-cpt schedule`` never imports torch.
 
     $ neox-cpt schedule configs/schedules/405M_pretrain_cosine.yml --steps 0,50,100 --csv
+
+A user error (a bad key, file or argument) or Ctrl-C ends in one line on stderr naming what is wrong (exit
+2; Ctrl-C: 130, with what was kept and the command that resumes); ``--debug`` shows the traceback instead.
 """
 from __future__ import annotations
 
 import argparse
 import importlib
 import logging
+import shlex
 import sys
 from typing import Optional, Sequence
 
@@ -31,10 +35,45 @@ SUBCOMMANDS = {
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="neox-cpt", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the Python traceback of an error (also accepted after the command)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (_module, help_text) in SUBCOMMANDS.items():
         sub.add_parser(name, help=help_text, add_help=False)
     return parser
+
+
+def describe_error(exc: BaseException) -> str:
+    """One line for a user error: our own messages as they are (they name the key or file and the fix);
+    an OS error as ``file: reason``; a missing package with the pip command.
+
+    >>> describe_error(NotADirectoryError(20, "Not a directory", "out/x.bin"))
+    "'out/x.bin': Not a directory"
+    >>> describe_error(ModuleNotFoundError("No module named 'sentencepiece'", name="sentencepiece"))
+    'this needs the Python package sentencepiece, which is not installed: pip install sentencepiece'
+    """
+    if isinstance(exc, OSError) and exc.strerror and exc.filename is not None:
+        where = f"{str(exc.filename)!r}" + (f" -> {str(exc.filename2)!r}" if exc.filename2 else "")
+        return f"{where}: {exc.strerror}"
+    if isinstance(exc, ModuleNotFoundError) and exc.name and str(exc) == f"No module named {exc.name!r}":
+        package = exc.name.split(".")[0]
+        return f"this needs the Python package {package}, which is not installed: pip install {package}"
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text
+
+
+USER_ERRORS = (ValueError, OSError, ImportError, EOFError)
+"""Errors that are the input's or the environment's fault: one line, exit 2. Anything else is a bug: one
+line that says so, exit 1. ``--debug`` shows the traceback of either."""
+
+
+def _interrupted(module: object, args: argparse.Namespace, command: str, rest: Sequence[str]) -> str:
+    """What a Ctrl-C left behind and the command that resumes (the module's ``interrupted(args)`` when given)."""
+    again = shlex.join(["neox-cpt", command, *[a for a in rest if a != "--fresh"]])
+    custom = getattr(module, "interrupted", None)
+    what = custom(args) if custom is not None and args is not None else (
+        "nothing half-written is kept (outputs appear only when complete)")
+    return f"interrupted; {what}; to resume run: {again}"
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -42,6 +81,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
     # Parse only the global part first; the subcommand's own parser handles the rest.
     known, rest = parser.parse_known_args(argv)
+    debug = known.debug or "--debug" in rest
+    rest = [a for a in rest if a != "--debug"]
     logging.basicConfig(
         level=logging.DEBUG if known.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -51,22 +92,34 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         parser.print_help()
         return 2
     module_name, help_text = SUBCOMMANDS[known.command]
-    module = importlib.import_module(module_name)
-    sub_parser = argparse.ArgumentParser(prog=f"neox-cpt {known.command}", description=help_text)
-    module.add_arguments(sub_parser)
-    args = sub_parser.parse_args(rest)
+    module = args = None
     try:
+        module = importlib.import_module(module_name)
+        sub_parser = argparse.ArgumentParser(prog=f"neox-cpt {known.command}", description=help_text)
+        module.add_arguments(sub_parser)
+        args = sub_parser.parse_args(rest)
         return int(module.run(args) or 0)
     except BrokenPipeError:
         # `neox-cpt schedule ... | head`: the reader went away; that is not an error.
         sys.stderr.close()
         return 0
-    except (ValueError, FileNotFoundError, PermissionError) as exc:
-        # Validation errors already name the key/file and the fix: show them without a traceback.
-        if known.verbose:
+    except KeyboardInterrupt:
+        if debug:
             raise
-        print(f"neox-cpt {known.command}: error: {exc}", file=sys.stderr)
+        print(f"\nneox-cpt {known.command}: {_interrupted(module, args, known.command, rest)}", file=sys.stderr)
+        return 130
+    except USER_ERRORS as exc:
+        # Validation errors already name the key/file and the fix: show them without a traceback.
+        if debug:
+            raise
+        print(f"neox-cpt {known.command}: error: {describe_error(exc)}", file=sys.stderr)
         return 2
+    except Exception as exc:  # a bug, not the user's input: say so in one line, details behind --debug
+        if debug:
+            raise
+        print(f"neox-cpt {known.command}: internal error ({type(exc).__name__}: {describe_error(exc)}); this is a "
+              "bug: rerun with --debug and report the traceback", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

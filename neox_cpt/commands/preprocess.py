@@ -34,6 +34,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
 
 
+def interrupted(args: argparse.Namespace) -> str:
+    """The Ctrl-C line's middle part (neox_cpt.cli): the dataset appears only when complete."""
+    return f"nothing was written to {args.output_prefix}_{args.json_key}_document.bin/.idx (temporary files removed)"
+
+
 def run(args: argparse.Namespace) -> int:
     from neox_cpt.data.preprocess import preprocess_documents, read_documents
 

@@ -45,6 +45,8 @@ def parse_steps(text: str) -> List[float]:
                 steps.extend(range(start, stop + 1, stride))
             else:
                 value = float(part)
+                if not math.isfinite(value):
+                    raise ValueError
                 steps.append(int(value) if value.is_integer() else value)
         except ValueError:
             raise ValueError(f"--steps item {part!r} is not a step or a start:stop:step range; "
@@ -172,7 +174,7 @@ def run(args: argparse.Namespace) -> int:
     plan = load_plan(args.configs)
     if args.steps:
         steps = parse_steps(args.steps)
-        bad = [g for g in steps if g < plan.start_step or not math.isfinite(g)]
+        bad = [g for g in steps if g < plan.start_step]
         if bad:
             raise ValueError(f"--steps {bad[0]!r} is before the plan starts at global step {plan.start_step}; "
                              "give steps within the plan (after the end, the final LR holds)")

@@ -39,9 +39,12 @@ VERSION = 1
 DTYPE_CODES: Dict[int, type] = {
     1: np.uint8, 2: np.int8, 3: np.int16, 4: np.int32, 5: np.int64, 6: np.float32, 7: np.float64, 8: np.uint16,
 }
+FLOAT_CODES = (6, 7)
+"""Float dtype codes: defined by the format but never token data (refused when reading, never written)."""
 _HEADER = struct.Struct("<9sQBQQ")  # magic, version, dtype code, num_sequences, num_doc_idx
 
 PathLike = Union[str, "os.PathLike[str]"]
+_BLOCK = 1 << 20  # sequences per vectorised block of verify() (bounded temporaries)
 
 
 def best_dtype(vocab_size: int) -> np.dtype:
@@ -101,6 +104,10 @@ class IndexedDataset:
         if code not in DTYPE_CODES:
             raise ValueError(f"{self.idx_path}: unknown dtype code {code} (known: {sorted(DTYPE_CODES)}); "
                              f"the file is corrupt or from an unsupported writer: re-run preprocessing")
+        if code in FLOAT_CODES:
+            raise ValueError(f"{self.idx_path}: dtype code {code} is a float type ({np.dtype(DTYPE_CODES[code]).name}"
+                             f"); token ids are integers (codes {sorted(set(DTYPE_CODES) - set(FLOAT_CODES))}): the "
+                             f"file is not token data: re-run preprocessing")
         self.dtype = np.dtype(DTYPE_CODES[code])
         expected = _HEADER.size + num_seq * 12 + num_doc * 8
         if idx_size != expected:
@@ -121,6 +128,10 @@ class IndexedDataset:
         if need > bin_size:
             raise ValueError(f"{self.bin_path}: {bin_size} bytes but {self.idx_path.name} points up to byte "
                              f"{need}; the .bin is truncated or belongs to another .idx: re-run preprocessing")
+        if need < bin_size:
+            raise ValueError(f"{self.bin_path}: {bin_size} bytes but {self.idx_path.name} describes {need} "
+                             f"({self.dtype.name} tokens); the .bin belongs to another .idx or holds another "
+                             f"dtype: re-run preprocessing")
         # np.memmap cannot map an empty file; an empty dataset gets an empty array instead.
         self.tokens: np.ndarray = (np.memmap(self.bin_path, dtype=self.dtype, mode="r",
                                              shape=(bin_size // self.dtype.itemsize,))
@@ -129,8 +140,8 @@ class IndexedDataset:
         self._identity: Optional[Dict[str, Any]] = None
 
     def _check_doc_idx(self, num_seq: int) -> None:
-        d = self.doc_idx
-        if len(d) == 0 or d[0] != 0 or d[-1] != num_seq or (len(d) > 1 and np.any(d[1:] < d[:-1])):
+        d = self.doc_idx  # O(1) here; validate() checks that it rises
+        if len(d) == 0 or d[0] != 0 or d[-1] != num_seq:
             head = d[:3].tolist()
             raise ValueError(f"{self.idx_path}: inconsistent doc_idx (starts {head}, ends "
                              f"{d[-1] if len(d) else None}, length {len(d)}): it must rise from 0 to the number "
@@ -153,16 +164,63 @@ class IndexedDataset:
         start = int(self.pointers[i]) // self.dtype.itemsize + offset
         return self.tokens[start: start + length]
 
-    def verify(self) -> None:
-        """Full check that the pointers are the running sum of the sizes (reads the whole .idx)."""
-        expected = np.zeros(len(self.sizes), np.int64)
-        np.cumsum(self.sizes[:-1], out=expected[1:])
-        expected *= self.dtype.itemsize
-        bad = np.flatnonzero(expected != self.pointers)
-        if len(bad):
-            i = int(bad[0])
-            raise ValueError(f"{self.idx_path}: pointer of sequence {i} is {int(self.pointers[i])}, the sizes "
-                             f"say {int(expected[i])}; the index is corrupt: re-run preprocessing")
+    def validate(self) -> "IndexedDataset":
+        """The full check of the .idx against itself and the .bin (reads every size; returns self).
+
+        Rejects a negative size, a pointer that is not the running sum of the sizes (times the token size),
+        a ``doc_idx`` that falls, and a ``.bin`` whose length differs from the sum of the sizes, each
+        naming the file, the first entry at fault and the fix. Vectorised in blocks (no large temporaries).
+        Builders and ``--check`` call it (they read every size anyway); opening is O(1) and checks only
+        the header, the ends of ``doc_idx`` and the last pointer against the ``.bin`` size.
+
+        >>> import numpy as np, tempfile, os
+        >>> prefix = os.path.join(tempfile.mkdtemp(), "v")
+        >>> with IndexedDatasetWriter(prefix, np.uint16) as w:
+        ...     w.add_document([1, 2]); w.add_document([3])
+        >>> IndexedDataset(prefix).validate().num_tokens
+        3
+        """
+        d = self.doc_idx
+        for lo in range(0, max(len(d) - 1, 0), _BLOCK):
+            hi = min(lo + _BLOCK, len(d) - 1)
+            falls = np.flatnonzero(d[lo + 1: hi + 1] < d[lo: hi])
+            if len(falls):
+                i = lo + int(falls[0]) + 1
+                raise ValueError(f"{self.idx_path}: inconsistent doc_idx (entry {i} = {int(d[i])} is below entry "
+                                 f"{i - 1} = {int(d[i - 1])}): it must rise from 0 to the number of sequences "
+                                 f"({len(self.sizes)}); re-run preprocessing to rewrite the dataset")
+        n, itemsize, running = len(self.sizes), self.dtype.itemsize, 0
+        for lo in range(0, n, _BLOCK):
+            sizes = np.asarray(self.sizes[lo: lo + _BLOCK], np.int64)
+            negative = np.flatnonzero(sizes < 0)
+            if len(negative):
+                i = lo + int(negative[0])
+                raise ValueError(f"{self.idx_path}: sequence {i} has a negative size ({int(self.sizes[i])} "
+                                 f"tokens); the index is corrupt: re-run preprocessing")
+            expected = np.empty(len(sizes), np.int64)
+            expected[0] = running
+            np.cumsum(sizes[:-1], out=expected[1:])
+            expected[1:] += running
+            running += int(sizes.sum())
+            bad = np.flatnonzero(expected * itemsize != self.pointers[lo: lo + _BLOCK])
+            if len(bad):
+                i = lo + int(bad[0])
+                raise ValueError(f"{self.idx_path}: pointer of sequence {i} is {int(self.pointers[i])} but the "
+                                 f"sizes before it say {int(expected[bad[0]]) * itemsize} (the running sum); the "
+                                 f"index is corrupt: re-run preprocessing")
+        bin_size = self.bin_path.stat().st_size
+        if running * itemsize != bin_size:
+            raise ValueError(f"{self.bin_path}: {bin_size} bytes but the sizes in {self.idx_path.name} add up to "
+                             f"{running} {self.dtype.name} tokens ({running * itemsize} bytes); the .bin belongs to "
+                             f"another .idx or holds another dtype: re-run preprocessing")
+        return self
+
+    def max_token(self) -> int:
+        """The largest token id in the ``.bin`` (reads every token; -1 when empty); compare with a vocab size."""
+        top = -1
+        for lo in range(0, len(self.tokens), _BLOCK * 16):
+            top = max(top, int(self.tokens[lo: lo + _BLOCK * 16].max()))
+        return top
 
     def identity(self) -> Dict[str, Any]:
         """What a cache key needs so that a replaced file never matches: path, sizes, mtimes, .idx hash."""
@@ -197,6 +255,8 @@ class IndexedDatasetWriter:
         self.prefix, self.bin_path, self.idx_path = _paths(prefix)
         self.dtype = np.dtype(dtype)
         self._code = dtype_code(self.dtype)
+        # The directories this writer creates, outermost first: an abort removes them again (if still empty).
+        self._made = [p for p in (self.bin_path.parent, *self.bin_path.parent.parents) if not p.exists()][::-1]
         self.bin_path.parent.mkdir(parents=True, exist_ok=True)
         suffix = f".{os.getpid()}.tmp"  # per process: two writers of one prefix never share a temp file
         self._bin_tmp = Path(str(self.bin_path) + suffix)
@@ -226,7 +286,7 @@ class IndexedDatasetWriter:
         arr = self._check(tokens if isinstance(tokens, np.ndarray) else np.asarray(list(tokens)))
         if arr.size > np.iinfo(np.int32).max:
             raise ValueError(f"{self.prefix}: a document of {arr.size} tokens exceeds the int32 size field; split it")
-        self._bin.write(arr.tobytes())
+        self._write(arr)
         self._sizes.append(arr.size)
 
     def add_documents(self, sizes: np.ndarray, tokens: np.ndarray) -> None:
@@ -237,8 +297,15 @@ class IndexedDatasetWriter:
             raise ValueError(f"{self.prefix}: document sizes must lie in [0, 2^31); got [{sizes.min()}, {sizes.max()}]")
         if int(sizes.sum()) != tokens.size:
             raise ValueError(f"{self.prefix}: sizes sum to {int(sizes.sum())} but {tokens.size} tokens were given")
-        self._bin.write(tokens.tobytes())
+        self._write(tokens)
         self._sizes.frombytes(sizes.astype(np.int32).tobytes())
+
+    def _write(self, tokens: np.ndarray) -> None:
+        try:
+            self._bin.write(tokens.tobytes())
+        except OSError as exc:  # e.g. a full disk: name the dataset (the raw error names no file)
+            raise OSError(exc.errno, f"{exc.strerror} (writing {self.bin_path.name}; nothing is kept)",
+                          str(self.bin_path)) from None
 
     @property
     def num_documents(self) -> int:
@@ -248,6 +315,15 @@ class IndexedDatasetWriter:
         """Write the .idx, then publish both files by rename (the .idx last: it commits the dataset)."""
         if self._done:
             raise ValueError(f"{self.prefix}: writer already finalized or aborted")
+        try:
+            self._finalize()
+        except OSError as exc:  # a full disk shows up at flush/fsync: name the dataset
+            if exc.filename is not None or exc.errno is None:
+                raise
+            raise OSError(exc.errno, f"{exc.strerror} (writing {self.bin_path.name}; nothing is kept)",
+                          str(self.bin_path)) from None
+
+    def _finalize(self) -> None:
         self._bin.flush()
         os.fsync(self._bin.fileno())
         self._bin.close()
@@ -271,12 +347,21 @@ class IndexedDatasetWriter:
     def abort(self) -> None:
         """Drop everything written so far (idempotent)."""
         if not self._bin.closed:
-            self._bin.close()
+            try:
+                self._bin.close()
+            except OSError:  # its buffered bytes cannot be written (full disk): they are dropped anyway
+                pass
         for tmp in (self._bin_tmp, self._idx_tmp):
             try:
                 tmp.unlink()
             except FileNotFoundError:
                 pass
+        for made in reversed(self._made):
+            try:
+                made.rmdir()
+            except OSError:  # not empty (someone else wrote there) or already gone
+                break
+        self._made = []
         self._done = True
 
     def __enter__(self) -> "IndexedDatasetWriter":
@@ -286,7 +371,11 @@ class IndexedDatasetWriter:
         if exc_type is not None:
             self.abort()
         elif not self._done:
-            self.finalize()
+            try:
+                self.finalize()
+            except BaseException:
+                self.abort()
+                raise
 
 
 def write_indexed_dataset_from_arrays(prefix: PathLike, sizes: np.ndarray, tokens_chunks: Iterable[np.ndarray],

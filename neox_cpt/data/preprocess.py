@@ -22,7 +22,9 @@ import logging
 import multiprocessing as mp
 import os
 import sys
+import signal
 import time
+import zlib
 from pathlib import Path
 from typing import Iterable, Iterator, List, Optional, Sequence, Tuple
 
@@ -42,39 +44,57 @@ def read_documents(paths: Sequence[str], json_key: str = "text") -> Iterator[str
     Missing files raise here, before any work; the files are then read lazily.
     """
     for path in paths:
-        if not Path(path).is_file():
+        if Path(path).is_dir():
+            raise IsADirectoryError(f"--input {path}: is a directory; give the files inside it")
+        if not Path(path).exists():  # a named pipe (e.g. <(zcat a.jsonl.gz)) is fine too
             raise FileNotFoundError(f"--input {path}: file not found")
+        if not os.access(path, os.R_OK):
+            raise PermissionError(f"--input {path}: not readable (permission denied)")
     return _iter_documents(paths, json_key)
 
 
 def _iter_documents(paths: Sequence[str], json_key: str) -> Iterator[str]:
     for path in paths:
-        p = Path(path)
-        name = p.name[:-3] if p.name.endswith(".gz") else p.name
-        opener = gzip.open if p.name.endswith(".gz") else open
-        if not name.endswith((".jsonl", ".json")):
-            with opener(p, "rt", encoding="utf-8") as f:
-                yield f.read()
-            continue
+        try:
+            yield from _read_file(Path(path), json_key)
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"--input {path}: not UTF-8 text (byte {exc.start} of the "
+                             f"{'decompressed ' if str(path).endswith('.gz') else ''}text is "
+                             f"{exc.object[exc.start:exc.start + 1]!r}); convert it to UTF-8") from None
+        except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+            raise ValueError(f"--input {path}: not a complete gzip file ({exc or type(exc).__name__}); "
+                             "re-download or re-compress it, or drop the .gz suffix if it is plain text") from None
+
+
+def _read_file(p: Path, json_key: str) -> Iterator[str]:
+    name = p.name[:-3] if p.name.endswith(".gz") else p.name
+    opener = gzip.open if p.name.endswith(".gz") else open
+    if not name.endswith((".jsonl", ".json")):
         with opener(p, "rt", encoding="utf-8") as f:
-            for line_no, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise ValueError(f"--input {p}:{line_no}: not valid JSON ({exc.msg}); one JSON object per line") from exc
-                if not isinstance(record, dict) or json_key not in record:
-                    keys = sorted(record)[:8] if isinstance(record, dict) else type(record).__name__
-                    raise ValueError(f"--input {p}:{line_no}: no key {json_key!r} (found {keys}); "
-                                     f"choose the text field with --json-key")
-                text = record[json_key]
-                if not isinstance(text, str):
-                    raise ValueError(f"--input {p}:{line_no}: {json_key!r} is {type(text).__name__}, not a string")
-                yield text
+            yield f.read()
+        return
+    with opener(p, "rt", encoding="utf-8") as f:
+        for line_no, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"--input {p}:{line_no}: not valid JSON ({exc.msg}); one JSON object per line") from exc
+            if not isinstance(record, dict) or json_key not in record:
+                keys = sorted(record)[:8] if isinstance(record, dict) else type(record).__name__
+                raise ValueError(f"--input {p}:{line_no}: no key {json_key!r} (found {keys}); "
+                                 f"choose the text field with --json-key")
+            text = record[json_key]
+            if not isinstance(text, str):
+                raise ValueError(f"--input {p}:{line_no}: {json_key!r} is {type(text).__name__}, not a string")
+            yield text
 
 
 def _init_worker(tokenizer_path: str, eod_id: Optional[int], append_eod: bool) -> None:
+    # Ctrl-C reaches the whole process group: the parent handles it (one line, temp files removed) and
+    # terminates the pool; workers printing their own KeyboardInterrupt tracebacks would bury that line.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # the processes are the parallelism
     _WORKER["tok"] = load_tokenizer(tokenizer_path, eod_id)
     _WORKER["append_eod"] = append_eod
@@ -151,6 +171,19 @@ class _Progress:
             self.bar.close()
 
 
+def check_output_prefix(output_prefix: "os.PathLike[str] | str") -> None:
+    """Refuse an ``--output-prefix`` whose directory cannot hold the dataset (before any work)."""
+    parent = Path(str(output_prefix)).parent
+    for p in (parent, *parent.parents):
+        if p.exists():
+            if not p.is_dir():
+                raise NotADirectoryError(f"--output-prefix {output_prefix}: {p} is a file, not a directory; choose "
+                                         "another output prefix")
+            if not os.access(p, os.W_OK) and p == parent:
+                raise PermissionError(f"--output-prefix {output_prefix}: directory {p} is not writable")
+            return
+
+
 def preprocess_documents(
     docs: Iterable[str],
     tokenizer_path: "os.PathLike[str] | str",
@@ -174,6 +207,7 @@ def preprocess_documents(
         raise ValueError(f"--workers {workers}: must be >= 1")
     if chunk_docs < 1:
         raise ValueError(f"chunk_docs={chunk_docs}: must be >= 1")
+    check_output_prefix(output_prefix)
     tok = load_tokenizer(tokenizer_path, eod_id)  # validates the file and the EOD id before any work
     dtype = np.dtype(dtype) if dtype is not None else best_dtype(tok.vocab_size)
     prefix = f"{output_prefix}_{json_key}_document"
@@ -202,6 +236,9 @@ def preprocess_documents(
             for sizes, tokens in results:
                 writer.add_documents(sizes, tokens)
                 bar.update(len(sizes), int(tokens.size))
+            if writer.num_documents == 0:  # raised inside the writer: its temporary files are removed
+                raise ValueError(f"--input: no document with text ({num_docs_in} read, all empty); nothing was "
+                                 f"written to {prefix}.bin/.idx: check the inputs (and --json-key)")
     finally:
         bar.close()
         if pool is not None:

@@ -86,6 +86,10 @@ class ReplayIndexSpec:
         if not isinstance(self.replay_frac, (int, float)) or not (0.0 <= self.replay_frac < 1.0):
             raise ValueError(f"cpt_replay_frac={self.replay_frac!r}: must lie in [0, 1) (e.g. 0.05 for 5% replay; "
                              f"1.0 would leave no new data)")
+        if self.replay_frac > 0 and not 0 < self.replay_ppm < 1_000_000:
+            raise ValueError(f"cpt_replay_frac={self.replay_frac!r} resolves to {self.replay_ppm / 1e6:g} (the blend "
+                             f"works in steps of 1e-6): {'no new data' if self.replay_ppm else 'no replay'} would be "
+                             f"left; give a fraction in [1e-6, 0.999999]")
         if self.replay_frac > 0 and not self.replay:
             raise ValueError(f"cpt_replay_frac={self.replay_frac} but no replay source is given: set "
                              f"cpt_replay_data_paths (or the seen-only keys), or cpt_replay_frac: 0")

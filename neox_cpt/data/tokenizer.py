@@ -60,6 +60,8 @@ def _detect_kind(path: Path) -> str:
 def load_tokenizer(path: "os.PathLike[str] | str", eod_id: Optional[int] = None) -> Tokenizer:
     """Load ``tokenizer.json`` (Hugging Face) or a SentencePiece ``.model``; see the module docstring."""
     path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"--tokenizer {path}: is a directory; give the tokenizer.json or .model file in it")
     if not path.is_file():
         raise FileNotFoundError(f"--tokenizer {path}: file not found; give a Hugging Face tokenizer.json or a "
                                 f"SentencePiece .model file")
@@ -68,7 +70,8 @@ def load_tokenizer(path: "os.PathLike[str] | str", eod_id: Optional[int] = None)
         try:
             from tokenizers import Tokenizer as HFTokenizer
         except ImportError as exc:  # pragma: no cover - depends on the environment
-            raise ImportError("reading tokenizer.json needs `pip install tokenizers`") from exc
+            raise ImportError(f"--tokenizer {path}: reading a tokenizer.json needs the tokenizers package, "
+                              "which is not installed: pip install tokenizers") from exc
         try:
             impl = HFTokenizer.from_file(str(path))
         except Exception as exc:
@@ -79,7 +82,8 @@ def load_tokenizer(path: "os.PathLike[str] | str", eod_id: Optional[int] = None)
         try:
             import sentencepiece as spm
         except ImportError as exc:  # pragma: no cover
-            raise ImportError("reading a SentencePiece model needs `pip install sentencepiece`") from exc
+            raise ImportError(f"--tokenizer {path}: reading a SentencePiece model needs the sentencepiece package, "
+                              "which is not installed: pip install sentencepiece") from exc
         impl = spm.SentencePieceProcessor()
         try:
             impl.Load(str(path))

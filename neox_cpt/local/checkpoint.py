@@ -11,8 +11,9 @@ Layout (``RUN_DIR/checkpoints``)::
                                       plus metrics_bytes (metrics.jsonl length to truncate to) and wall_s
     latest                            "step_<global_step>", written last
 
-A checkpoint is written into ``.tmp-step_<g>`` and renamed into place, then ``latest`` is replaced
-atomically, so a run killed at any point finds either the old or the new checkpoint, never half of one.
+A checkpoint is written into ``.tmp-step_<g>``, every file fsynced, renamed into place (the directory
+fsynced), and only then is ``latest`` replaced atomically, so a run killed at any point, or a power cut,
+finds either the old or the new checkpoint, never half of one.
 
     >>> import tempfile, torch
     >>> root = tempfile.mkdtemp()
@@ -36,8 +37,17 @@ LATEST = "latest"
 STATE = "state.json"
 
 
+def fsync_path(path: PathLike) -> None:
+    """fsync a file, or a directory (which makes the names created or renamed in it durable)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def write_text_atomic(path: PathLike, text: str) -> None:
-    """Write ``text`` to ``path`` via a temporary file, fsync and rename."""
+    """Write ``text`` to ``path`` via a temporary file, fsync and rename (then fsync the directory)."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     with open(tmp, "w") as f:
@@ -45,6 +55,7 @@ def write_text_atomic(path: PathLike, text: str) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+    fsync_path(path.parent)
 
 
 def rng_state() -> Dict[str, Any]:
@@ -83,10 +94,13 @@ def save_checkpoint(root: PathLike, state: Mapping[str, Any], model: Any, optimi
     torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
     torch.save(rng_state(), tmp / "rng.pt")
     write_text_atomic(tmp / STATE, json.dumps(dict(state), indent=1, sort_keys=True))
+    for part in ("model.pt", "optimizer.pt", "rng.pt"):  # on disk before `latest` can name them (power cut)
+        fsync_path(tmp / part)
     final = root / name
     if final.exists():  # left by a run killed after the rename but before `latest` moved: stale
         shutil.rmtree(final)
     os.rename(tmp, final)
+    fsync_path(root)  # the rename is durable before `latest` moves to it
     write_text_atomic(root / LATEST, name + "\n")
     return final
 

@@ -26,15 +26,13 @@ import os
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
-import yaml
-
 from neox_cpt.local.run_config import (EXTRA_STAGE_CPT_KEYS, GENERATED_KEYS, PREVIOUS, SCRATCH, EvalConfig,
                                        ModelConfig, OptimConfig, RunConfig, SourcePaths, StageConfig, stage_mapping)
 from neox_cpt.schedules.keys import SCHEDULE_KEYS
 from neox_cpt.schedules.stage import stage_num_steps
 
-__all__ = ["EvalConfig", "ModelConfig", "OptimConfig", "RunConfig", "SourcePaths", "StageConfig", "load_run_config",
-           "stage_mapping", "validate_stages"]
+__all__ = ["EvalConfig", "ModelConfig", "OptimConfig", "RunConfig", "SourcePaths", "StageConfig", "check_run_data",
+           "load_run_config", "stage_mapping", "validate_stages"]
 
 
 # ------------------------------------------------------------------------------------------ loading
@@ -193,10 +191,12 @@ def load_run_config(config: Union[str, "os.PathLike[str]", Mapping[str, Any]]) -
     if isinstance(config, Mapping):
         raw = dict(config)
     else:
+        from neox_cpt.schedules.loader import read_yaml  # the shared reader: duplicate keys, encoding, ...
+
         path = Path(config)
-        if not path.is_file():
+        if not path.exists():
             raise FileNotFoundError(f"{path}: run config not found (see configs/local/ for examples)")
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = read_yaml(path, "run config") or {}
         if not isinstance(raw, Mapping):
             raise ValueError(f"{path}: the run config must be a YAML mapping (model, data, stages, ...)")
         raw.setdefault("name", path.stem)
@@ -273,3 +273,23 @@ def validate_stages(cfg: RunConfig) -> None:
             replay_spec_from_config(mapping)
         except ValueError as exc:
             raise ValueError(f"stages[{stage.index}] ({stage.name}): {exc}") from None
+
+
+def check_run_data(cfg: RunConfig) -> int:
+    """Open and fully check every dataset the run reads (each stage's training sources and every evaluated
+    validation split): present, a consistent ``.bin/.idx`` pair, not empty, and no token id at or above the
+    model's vocabulary (which the embedding would fail on mid-run). Returns how many datasets were checked."""
+    from neox_cpt.data.check import check_dataset
+
+    used = {name for st in cfg.stages for name, _ in st.sources + st.replay_sources}
+    checked = set()
+    for src in cfg.sources:
+        paths = [("train", src.train_prefix)] if src.name in used else []
+        if src.valid_prefix and src.name in cfg.eval_sources:
+            paths.append(("valid", src.valid_prefix))
+        for split, prefix in paths:
+            if prefix not in checked:
+                check_dataset(prefix, f"data.sources.{src.name}.{split}", cfg.vocab_size,
+                              "model.vocab_size" if cfg.model.vocab_size else "the manifest's vocab_size")
+                checked.add(prefix)
+    return len(checked)

@@ -219,6 +219,8 @@ def run_demo(out: Path, config: Optional[Path] = None, threads: Optional[int] = 
     from neox_cpt.local.demo_report import write_demo_report
     from neox_cpt.local.report import load_run
 
+    if config is not None:  # a user's --config is checked before the data preparation, which takes minutes
+        demo_plan(load_yaml(config), where=str(config))
     manifest = prepare_demo_data()
     root = out
     if config is None:

@@ -25,7 +25,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Union
 import yaml
 
 from neox_cpt.local import checkpoint as ckpt
-from neox_cpt.local.config import RunConfig, StageConfig, load_run_config, stage_mapping
+from neox_cpt.local.config import RunConfig, StageConfig, check_run_data, load_run_config, stage_mapping
 from neox_cpt.local.metrics import MetricsWriter, progress_line, write_json
 
 logger = logging.getLogger(__name__)
@@ -61,15 +61,31 @@ def _normalised(cfg: RunConfig) -> Dict[str, Any]:
     return json.loads(json.dumps(cfg.to_dict()))
 
 
+def _differences(saved: Any, now: Any, where: str = "") -> List[str]:
+    """``key: old -> new`` for every leaf that differs between two resolved configs (dicts and lists walked)."""
+    if isinstance(saved, dict) and isinstance(now, dict):
+        out: List[str] = []
+        for k in sorted(set(saved) | set(now), key=str):
+            if where or k not in RESUME_FREE:
+                out += _differences(saved.get(k), now.get(k), f"{where}.{k}" if where else str(k))
+        return out
+    if isinstance(saved, list) and isinstance(now, list) and len(saved) == len(now):
+        return [d for i, (a, b) in enumerate(zip(saved, now)) for d in _differences(a, b, f"{where}[{i}]")]
+    return [] if saved == now else [f"{where}: {saved!r} -> {now!r}"]
+
+
 def _check_same_config(run_dir: Path, cfg: RunConfig) -> None:
-    saved = yaml.safe_load((run_dir / "run.yml").read_text()) if (run_dir / "run.yml").is_file() else None
+    from neox_cpt.schedules.loader import read_yaml
+
+    saved = read_yaml(run_dir / "run.yml", "saved run config") if (run_dir / "run.yml").is_file() else None
     if saved is None:
         return
-    now = _normalised(cfg)
-    diff = sorted(k for k in set(saved) | set(now) if k not in RESUME_FREE and saved.get(k) != now.get(k))
+    diff = _differences(saved, _normalised(cfg))
     if diff:
-        raise ValueError(f"{run_dir} holds a run with a different config ({', '.join(diff)} differ from its run.yml); "
-                         "resume with the same config, or use a new run directory (or --fresh to start over)")
+        shown = "; ".join(diff[:4]) + (f"; and {len(diff) - 4} more" if len(diff) > 4 else "")
+        raise ValueError(f"{run_dir} holds a run with a different config ({shown}; its run.yml has the left "
+                         "values); resume with the same config, or use a new run directory (or --fresh to start "
+                         "over)")
 
 
 def _stage_table(cfg: RunConfig, base_step: int, base_tokens: int) -> List[Dict[str, Any]]:
@@ -260,6 +276,7 @@ def train(config: ConfigLike, run_dir: Union[str, "Path"], *, resume: bool = Tru
     lines (default: ``logging.info``).
     """
     cfg = config if isinstance(config, RunConfig) else load_run_config(config)
+    check_run_data(cfg)  # every dataset, before anything is written or deleted
     run_dir = Path(run_dir)
     say = progress or logger.info
     if not resume:

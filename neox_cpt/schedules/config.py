@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import difflib
 import logging
-import math
 from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Callable, Dict, Mapping, Optional
 
 from neox_cpt.schedules import recipes
-from neox_cpt.schedules.keys import NEOX_LR_KEYS, RECIPE_KEYS, SCHEDULE_KEYS, check_unknown_keys
+from neox_cpt.schedules.keys import NEOX_LR_KEYS, RECIPE_KEYS, SCHEDULE_KEYS, check_config_keys
 from neox_cpt.schedules.schedule import StageSchedule
 from neox_cpt.schedules.shapes import get_shape
 from neox_cpt.schedules.stage import one_of as _one_of
@@ -92,9 +92,20 @@ def _frac(cfg: Mapping[str, Any], key: str, low_open: bool, high_open: bool) -> 
 
 
 def frac_to_steps(frac: float, stage_steps: int) -> int:
-    """A fraction of the stage in whole steps: round to nearest (ties up); a positive fraction gives >= 1."""
-    steps = int(math.floor(frac * stage_steps + 0.5))
+    """A fraction of the stage in whole steps: round to nearest, ties up, computed on the fraction as written
+    (its shortest decimal, not the binary float: 0.009 x 1500 = 13.5 -> 14); a positive fraction gives >= 1.
+
+    >>> frac_to_steps(0.009, 1500), frac_to_steps(0.01, 50), frac_to_steps(0.001, 10)
+    (14, 1, 1)
+    """
+    exact = Decimal(repr(float(frac))) * stage_steps
+    steps = int(exact.to_integral_value(rounding=ROUND_HALF_UP))
     return max(steps, 1) if frac > 0 else 0
+
+
+def _shown(cfg: Mapping[str, Any], key: Optional[str], default_key: str, default: Any) -> str:
+    """``key = value`` of the key that decided a length, or the default that applied when none was given."""
+    return f"{key} = {cfg[key]!r}" if key else f"{default_key} (default {default})"
 
 
 def _lr_max(cfg: Mapping[str, Any]) -> float:
@@ -102,9 +113,18 @@ def _lr_max(cfg: Mapping[str, Any]) -> float:
     value = _number(cfg, "cpt_lr_max", fix)
     source = "cpt_lr_max"
     if value is None:
-        params = ((cfg.get("optimizer") or {}).get("params") or {}) if isinstance(cfg.get("optimizer"), Mapping) else {}
+        optimizer = cfg.get("optimizer")
+        if optimizer is not None and not isinstance(optimizer, Mapping):
+            raise ValueError(f"optimizer = {optimizer!r} must be a mapping (NeoX: optimizer: {{type: Adam, params: "
+                             "{lr: 3.0e-4}}), or set cpt_lr_max")
+        params = (optimizer or {}).get("params")
+        if params is not None and not isinstance(params, Mapping):
+            raise ValueError(f"optimizer.params = {params!r} must be a mapping (e.g. {{lr: 3.0e-4}}), or set "
+                             "cpt_lr_max")
+        params = params or {}
         if params.get("lr") is not None:
-            value, source = _number(params, "lr", fix), "optimizer.params.lr"
+            value, source = _number({"optimizer.params.lr": params["lr"]}, "optimizer.params.lr", fix), \
+                "optimizer.params.lr"
         elif cfg.get("lr") is not None:
             value, source = _number(cfg, "lr", fix), "lr"
     if value is None:
@@ -116,7 +136,7 @@ def _lr_max(cfg: Mapping[str, Any]) -> float:
 
 def read_schedule_config(cfg: Mapping[str, Any]) -> ScheduleConfig:
     """Validate the schedule keys of a stage config and resolve them to steps (the one validation function)."""
-    check_unknown_keys(cfg)
+    check_config_keys(cfg, neox_typos=False)
     recipe = cfg.get("cpt_lr_schedule") or "cosine"
     if recipe not in RECIPES:
         close = difflib.get_close_matches(str(recipe), list(RECIPES), n=1)
@@ -156,8 +176,9 @@ def read_schedule_config(cfg: Mapping[str, Any]) -> ScheduleConfig:
             frac = _frac(cfg, "cpt_warmup_frac", low_open=False, high_open=True)
             warmup = frac_to_steps(0.01 if frac is None else frac, n)
         if warmup >= n:
-            raise ValueError(f"{warmup_key or 'cpt_warmup_frac'} = {cfg.get(warmup_key)!r} gives {warmup} warmup "
-                             f"steps, not shorter than the stage ({n} steps); shorten the warmup")
+            raise ValueError(f"{_shown(cfg, warmup_key, 'cpt_warmup_frac', 0.01)} gives {warmup} warmup steps, not "
+                             f"shorter than the stage ({n} steps); shorten the warmup (cpt_warmup_iters: 0 for "
+                             "none) or lengthen the stage")
         kw["warmup_steps"] = warmup
     alpha = _number(cfg, "cpt_inv_sqrt_alpha", "give a positive timescale")
     if alpha is not None and alpha <= 0:
@@ -167,14 +188,14 @@ def read_schedule_config(cfg: Mapping[str, Any]) -> ScheduleConfig:
         kw.update(_infinite_points(cfg, n, kw.get("warmup_steps", 0), first_stage))
         kw["first_stage"] = first_stage
     if recipe == "wsd":
-        shape = cfg.get("cpt_decay_shape", "linear")
+        shape = cfg.get("cpt_decay_shape") or "linear"  # null = unset, as NeoX holds it
         if get_shape(shape, key="cpt_decay_shape").name not in ("linear", "cosine", "inv_sqrt", "exp"):
             raise ValueError(f"cpt_decay_shape = {shape!r}: choose linear, cosine, inv_sqrt or exp")
         key = _one_of(cfg, "cpt_decay_frac", "cpt_decay_iters")
         decay = (_iters(cfg, key) if key == "cpt_decay_iters"
                  else frac_to_steps(_frac(cfg, "cpt_decay_frac", True, False) or 0.2, n))
         if decay > n - kw["warmup_steps"]:
-            raise ValueError(f"{key or 'cpt_decay_frac'} = {cfg.get(key)!r} gives {decay} decay steps, more than "
+            raise ValueError(f"{_shown(cfg, key, 'cpt_decay_frac', 0.2)} gives {decay} decay steps, more than "
                              f"the stage minus warmup ({n - kw['warmup_steps']}); shorten the decay or the warmup")
         kw.update(decay_shape=shape, decay_steps=decay)
     if lr_min <= 0 and (kw.get("anneal_start_step") is not None or kw.get("decay_shape") == "exp"):
@@ -205,12 +226,16 @@ def _infinite_points(cfg: Mapping[str, Any], n: int, warmup: int, first_stage: b
         raise ValueError(f"{start_key} = {cfg[start_key]!r} and {dur_key} = {cfg[dur_key]!r} disagree: the anneal "
                          f"must end at the stage end ({n} steps) but {start} + {dur} = {start + dur}; keep one")
     out["anneal_start_step"] = start if start is not None else (n - dur if dur is not None else None)
+    if first_stage and out["anneal_start_step"] is not None and out["anneal_start_step"] <= warmup:
+        given = " and ".join(f"{k} = {cfg[k]!r}" for k in (start_key, dur_key) if k)
+        raise ValueError(f"{given} starts the anneal at step {out['anneal_start_step']}, inside the warmup ({warmup} "
+                         "steps) of this first infinite stage; start the anneal after the warmup and the cooldown")
     if not first_stage:
         given = [k for k in SCHEDULE_KEYS if k.startswith("cpt_cooldown_") and k != "cpt_cooldown_shape" and k in cfg]
         if given:
             logger.warning("cpt_infinite_first_stage = false: no cooldown in this stage, ignoring %s", ", ".join(given))
         return out
-    shape = cfg.get("cpt_cooldown_shape", "cosine")
+    shape = cfg.get("cpt_cooldown_shape") or "cosine"  # null = unset, as NeoX holds it
     if get_shape(shape, key="cpt_cooldown_shape").name not in ("cosine", "inv_sqrt", "linear"):
         raise ValueError(f"cpt_cooldown_shape = {shape!r}: choose cosine or inv_sqrt")
     out["cooldown_shape"] = shape
@@ -225,7 +250,7 @@ def _infinite_points(cfg: Mapping[str, Any], n: int, warmup: int, first_stage: b
         end = frac_to_steps(_frac(cfg, "cpt_cooldown_end_frac", True, False) or 0.6, n)
     limit = out["anneal_start_step"] if out["anneal_start_step"] is not None else n
     if not warmup < end <= limit:
-        raise ValueError(f"{key or 'cpt_cooldown_end_frac'} = {cfg.get(key)!r} ends the cooldown at step {end}; it must "
+        raise ValueError(f"{_shown(cfg, key, 'cpt_cooldown_end_frac', 0.6)} ends the cooldown at step {end}; it must "
                          f"be after the warmup ({warmup} steps) and at or before "
                          f"{'the anneal start' if limit < n else 'the stage end'} ({limit}); adjust it")
     out["cooldown_end_step"] = end

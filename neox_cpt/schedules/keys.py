@@ -140,11 +140,104 @@ def schedule_key_table() -> str:
     return key_table(SCHEDULE_KEYS, {"recipes": recipes_reading})
 
 
+def plugin_keys() -> Dict[str, KeySpec]:
+    """Every plugin key of every family (schedule, stage and the data keys of ``neox_cpt.data.keys``)."""
+    from neox_cpt.data.keys import DATA_KEYS  # lazy: data.keys imports this module
+
+    return {**SCHEDULE_KEYS, **STAGE_KEYS, **DATA_KEYS}
+
+
 def check_unknown_keys(cfg: Mapping[str, Any]) -> None:
-    """Reject unknown keys of the schedule family (typos) with a 'did you mean'; ignore everything else."""
-    known = list(SCHEDULE_KEYS) + list(STAGE_KEYS)
+    """Reject an unknown ``cpt_`` key (a typo of a plugin key) with a 'did you mean'; ignore other keys."""
+    known = plugin_keys()
     for key in cfg:
-        if isinstance(key, str) and key.startswith(FAMILY_PREFIXES) and key not in SCHEDULE_KEYS:
-            close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
-            hint = f"did you mean {close[0]!r}?" if close else f"the schedule keys are {sorted(SCHEDULE_KEYS)}"
-            raise ValueError(f"unknown schedule key {key} = {cfg[key]!r}; {hint}")
+        if isinstance(key, str) and key.startswith("cpt_") and key not in known:
+            close = difflib.get_close_matches(key, list(known), n=1, cutoff=0.6)
+            family = "schedule" if key.startswith(FAMILY_PREFIXES) else "plugin"
+            hint = (f"did you mean {close[0]!r}?" if close
+                    else f"the {family} keys are {sorted(SCHEDULE_KEYS if family == 'schedule' else known)}")
+            raise ValueError(f"unknown {family} key {key} = {cfg[key]!r}; {hint}")
+
+
+NEOX_READ_KEYS = ("train_iters", "train_batch_size", "train_micro_batch_size_per_gpu", "gradient_accumulation_steps",
+                  "seq_length", "seed", "optimizer", "lr", "eval_interval", "eval_iters", "data_path",
+                  "train_data_paths", "train_data_weights", "valid_data_paths", "save", "load", "finetune", "min_lr",
+                  "warmup", "lr_decay_style", "lr_decay_iters")
+"""The NeoX keys the core reads: a key one or two typos away from one of these is refused by
+``check_config_keys`` (no NeoX key is that close to another of them, checked against NeoX ea7aefd)."""
+
+
+def _edit_distance(a: str, b: str) -> int:
+    """Optimal-string-alignment distance (insert, delete, substitute, swap two neighbours)."""
+    prev2: list = []
+    prev = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        cur = [i] + [0] * len(b)
+        for j, cb in enumerate(b, 1):
+            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb))
+            if i > 1 and j > 1 and ca == b[j - 2] and a[i - 2] == cb:
+                cur[j] = min(cur[j], prev2[j - 2] + 1)
+        prev2, prev = prev, cur
+    return prev[-1]
+
+
+def _type_error(value: Any, spec: KeySpec, numeric_list: bool = False) -> Optional[str]:
+    """Why ``value`` does not fit ``spec`` (None when it does). A float key takes ints, an int key takes
+    whole floats (1.0e3), a list key also takes one item (text or a number)."""
+    want, got = spec.type, type(value).__name__
+    got = ("an " if got[0] in "aeiou" else "a ") + got
+    if want is bool:
+        return None if isinstance(value, bool) else f"must be true or false, not {got}"
+    if isinstance(value, bool):
+        return f"must be a {'number' if want in (int, float) else want.__name__}, not true/false"
+    if want is float:
+        if isinstance(value, (int, float)):
+            return None
+        return "is not a number" + (" (YAML reads 1e-4 as text: write 1.0e-4)" if isinstance(value, str)
+                                    else f" but {got}")
+    if want is int:
+        if isinstance(value, int) or (isinstance(value, float) and value.is_integer()):
+            return None
+        return f"must be a whole number (write e.g. 88457, not 8.8e4), not {got}"
+    if want is str:
+        return None if isinstance(value, str) else f"must be one text value, not {got}"
+    if want is list:
+        if not isinstance(value, (list, str, int, float)):
+            return f"must be a list, not {got}"
+        if numeric_list:  # weights and counts: every item a number
+            items = value if isinstance(value, list) else [value]
+            bad = [v for v in items if isinstance(v, bool) or not isinstance(v, (int, float))]
+            if bad:
+                return f"must list numbers, one per source; {bad[0]!r} is not a number"
+    return None
+
+
+def check_config_keys(cfg: Mapping[str, Any], neox_typos: bool = True) -> None:
+    """Check a whole stage config's keys before any work: unknown ``cpt_`` keys (did you mean), plugin keys of
+    the wrong type, and (``neox_typos``) a key that is a typo of a NeoX key the core reads (``seq_lenght``
+    would otherwise fall back to the default silently). Null values count as unset.
+
+    >>> check_config_keys({"cpt_lr_schedule": ["cosine"]})
+    Traceback (most recent call last):
+    ...
+    ValueError: cpt_lr_schedule = ['cosine'] must be one text value, not a list
+    >>> check_config_keys({"seq_lenght": 2048})
+    Traceback (most recent call last):
+    ...
+    ValueError: unknown key seq_lenght = 2048; did you mean 'seq_length'? (the default would apply silently)
+    """
+    check_unknown_keys(cfg)
+    known = plugin_keys()
+    for key, value in cfg.items():
+        if value is None:
+            continue
+        if key in known:
+            why = _type_error(value, known[key], str(key).endswith(("_weights", "_consumed_samples")))
+            if why:
+                raise ValueError(f"{key} = {value!r} {why}")
+        elif neox_typos and isinstance(key, str) and key not in NEOX_READ_KEYS:
+            close = [k for k in NEOX_READ_KEYS
+                     if len(k) >= 5 and abs(len(k) - len(key)) <= 2 and _edit_distance(key, k) <= 2]
+            if close:
+                raise ValueError(f"unknown key {key} = {value!r}; did you mean {close[0]!r}? (the default would "
+                                 "apply silently)")

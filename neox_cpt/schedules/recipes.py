@@ -33,8 +33,13 @@ def default_lr_min(lr_max: float) -> float:
 
 
 def default_lr_const(lr_max: float, lr_min: float) -> float:
-    """The paper's plateau eta_const = (eta_max + eta_min) / 2."""
-    return _tidy((lr_max + lr_min) / 2)
+    """The paper's plateau eta_const = (eta_max + eta_min) / 2, kept inside [eta_min, eta_max] where the
+    15-digit tidying would step out (eta_min = eta_max written with 17 significant digits).
+
+    >>> default_lr_const(3e-4, 3e-5), default_lr_const(0.00030000000000000003, 0.00030000000000000003)
+    (0.000165, 0.00030000000000000003)
+    """
+    return min(max(_tidy((lr_max + lr_min) / 2), lr_min), lr_max)
 
 
 def _default_min(lr_max: float, lr_min: Optional[float]) -> float:

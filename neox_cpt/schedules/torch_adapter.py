@@ -26,9 +26,30 @@ Schedule = Union[StageSchedule, Plan]
 
 
 def _describe_change(saved: Mapping[str, Any], current: Schedule) -> str:
-    """A short human description of how the saved schedule differs from the current one."""
-    if not saved or "phases" not in saved or not isinstance(current, StageSchedule):
+    """A short human description of how the saved schedule differs from the current one (a stage schedule
+    or a multi-stage plan: the first stage, phase and field that differ)."""
+    if isinstance(current, Plan):
+        old_stages = saved.get("stages") if isinstance(saved, Mapping) else None
+        if not isinstance(old_stages, list):
+            return "the saved schedule is not a multi-stage plan"
+        new_stages = current.to_dict()["stages"]
+        if len(old_stages) != len(new_stages):
+            return (f"{len(old_stages)} stages ({', '.join(str(s.get('name')) for s in old_stages)}) became "
+                    f"{len(new_stages)} ({', '.join(s['name'] for s in new_stages)})")
+        for old, new in zip(old_stages, new_stages):
+            for key in ("name", "start_step", "end_step"):
+                if old.get(key) != new[key]:
+                    return f"stage {new['name']}: {key} {old.get(key)!r} -> {new[key]!r}"
+            change = _describe_phases(old.get("schedule") or {}, current.stages[new_stages.index(new)].schedule)
+            if change:
+                return f"stage {new['name']}: {change}"
         return "the phases differ"
+    return _describe_phases(saved, current) or "the phases differ"
+
+
+def _describe_phases(saved: Mapping[str, Any], current: StageSchedule) -> str:
+    if not saved or "phases" not in saved:
+        return "the saved state holds no phases"
     old = saved["phases"]
     new = [p.to_dict() for p in current.phases]
     if len(old) != len(new):
@@ -38,7 +59,7 @@ def _describe_change(saved: Mapping[str, Any], current: Schedule) -> str:
         for key in ("shape", "length", "lr_start", "lr_end", "params"):
             if a.get(key) != b.get(key):
                 return f"phase {i} ({b['name'] or b['shape']}): {key} {a.get(key)!r} -> {b.get(key)!r}"
-    return "the phases differ"
+    return ""
 
 
 class ScheduleLR:

@@ -69,7 +69,7 @@ def test_round_trip_and_views(tmp_path):
     assert np.shares_memory(view, ds.tokens)  # zero copy
     with pytest.raises(IndexError, match="sequence 0 has 3 tokens"):
         ds.get(0, offset=2, length=2)
-    ds.verify()
+    ds.validate()
 
 
 def test_bulk_writers_match_per_document(tmp_path):
@@ -180,7 +180,40 @@ def test_missing_files(tmp_path):
 def test_malformed_index(tmp_path, idx, message):
     prefix = _corrupt(tmp_path, idx=idx)
     with pytest.raises(ValueError, match=message):
-        IndexedDataset(prefix)
+        IndexedDataset(prefix).validate()  # opening (O(1)) or the full check, whichever sees the defect
+
+
+# The full check (what a builder and every --check run): each defect named with the file and the entry.
+# bin holds 6 uint16 tokens (12 bytes) unless given.
+@pytest.mark.parametrize(
+    "idx, bin_, message",
+    [
+        (_hand_idx(8, [3, -1, 4], [0, 6, 4], [0, 1, 2, 3]), None, r"d\.idx: sequence 1 has a negative size \(-1"),
+        (_hand_idx(8, [3, 2, 1], [0, 4, 10], [0, 1, 2, 3]), None, r"d\.idx: pointer of sequence 1 is 4 but the sizes"),
+        (_hand_idx(8, [3, 2, 1], [0, 6, 12], [0, 1, 2, 3]), struct.pack("<7H", *range(7)),
+         r"d\.idx: pointer of sequence 2 is 12 but the sizes before it say 10"),
+        (_hand_idx(8, [3, 2, 1], [0, 6, 10], [0, 2, 1, 3]), None, r"d\.idx: inconsistent doc_idx \(entry 2 = 1"),
+        (_hand_idx(8, [3, 2, 1], [0, 6, 10], [0, 1, 2, 3]), struct.pack("<12H", *range(12)),
+         r"d\.bin: 24 bytes but d\.idx describes 12 \(uint16 tokens\); .*another dtype"),
+        (_hand_idx(8, [3, 2, 1], [0, 6, 10], [0, 1, 2, 3]), struct.pack("<6i", *range(6)),
+         r"d\.bin: 24 bytes but d\.idx describes 12"),  # int32 data labelled uint16
+        (_hand_idx(6, [3, 2, 1], [0, 12, 20], [0, 1, 2, 3]), struct.pack("<6f", *range(6)),
+         r"d\.idx: dtype code 6 is a float type \(float32\); token ids are integers"),
+        (_hand_idx(7, [1], [0], [0, 1]), struct.pack("<d", 1.0), r"d\.idx: dtype code 7 is a float type"),
+    ],
+    ids=["negative-size", "pointer-not-running-sum", "pointer-past-sizes", "doc-idx-falls", "bin-longer",
+         "int32-as-uint16", "float32", "float64"],
+)
+def test_validate_names_file_and_defect(tmp_path, idx, bin_, message):
+    prefix = _corrupt(tmp_path, idx=idx, **({"bin_": bin_} if bin_ is not None else {}))
+    with pytest.raises(ValueError, match=message):
+        IndexedDataset(prefix).validate()
+
+
+def test_validate_passes_written_data_and_max_token(tmp_path):
+    prefix = _write(str(tmp_path / "ok"))
+    ds = IndexedDataset(prefix).validate()
+    assert ds.max_token() == 65535 and ds.num_tokens == 6
 
 
 def test_bin_shorter_than_index_claims(tmp_path):
@@ -189,11 +222,11 @@ def test_bin_shorter_than_index_claims(tmp_path):
         IndexedDataset(prefix)
 
 
-def test_verify_catches_bad_pointers(tmp_path):
+def test_validate_catches_bad_pointers(tmp_path):
     prefix = _corrupt(tmp_path, idx=_hand_idx(8, [3, 2, 1], [0, 4, 10], [0, 1, 2, 3]))
     ds = IndexedDataset(prefix)  # cheap open checks only the end
-    with pytest.raises(ValueError, match="pointer of sequence 1 is 4, the sizes say 6"):
-        ds.verify()
+    with pytest.raises(ValueError, match="pointer of sequence 1 is 4 but the sizes before it say 6"):
+        ds.validate()
 
 
 @pytest.mark.slow  # imports torch + megatron-core (skipped where megatron-core is not installed)
@@ -213,3 +246,12 @@ def test_byte_compatible_with_megatron_core(tmp_path):
     read = mcore.IndexedDataset(ours)
     assert [read[i].tolist() for i in range(len(docs))] == docs
     assert read.document_indices.tolist() == IndexedDataset(theirs).doc_idx.tolist() == [0, 1, 2, 3, 4]
+
+
+@pytest.mark.parametrize("name", ["neox_cpt.data.indexed", "neox_cpt.data.check"])
+def test_docstring_examples_run(name):
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
+    assert result.failed == 0 and result.attempted > 0

@@ -65,7 +65,7 @@ def test_hf_round_trip_with_eod(tmp_path, hf_tokenizer):
         assert ids[-1] == tok.eod_id and tok.eod_id not in ids[:-1]
         assert tok.decode(ids[:-1]) == text
         assert ids[:-1] == tok.encode_batch([text])[0]
-    ds.verify()
+    ds.validate()
 
 
 def test_workers_do_not_change_bytes(tmp_path, hf_tokenizer):

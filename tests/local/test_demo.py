@@ -122,3 +122,17 @@ def test_demo_trains_d0_then_both_continual_runs(monkeypatch, tmp_path, availabl
     assert out == top / "report" and (kw["d0"], kw["d1"]) == ("sotu", d1)
     assert [p for p, _ in loaded] == [top / "d0", top / f"{d1}/cpt_replay0",
                                       top / f"{d1}/cpt_replay{25 if d1 == 'german' else 5}"]
+
+
+def test_bad_demo_config_stops_before_data_preparation(monkeypatch, tmp_path):
+    """A user's --config is checked first: a mistake costs no minutes of data preparation."""
+    import neox_cpt.local.demo_data as demo_data
+    import neox_cpt.local.runs as runs
+
+    prepared = []
+    monkeypatch.setattr(demo_data, "prepare_demo_data", lambda: prepared.append(1))
+    bad = tmp_path / "demo.yml"
+    bad.write_text("stages:\n  - {name: d0, sources: {sotu: 1.0}, tokens: 1000}\n")
+    with pytest.raises(ValueError, match="stages must be two stages"):
+        runs.run_demo(tmp_path / "out", config=bad)
+    assert prepared == [] and not (tmp_path / "out").exists()

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 sys.path.insert(0, str(Path(__file__).parent))  # the helpers module beside this file
-from test_trainer_helpers import base_config  # noqa: E402
+from test_trainer_helpers import base_config, make_sources  # noqa: E402
 
 from neox_cpt.local.config import load_run_config, stage_mapping  # noqa: E402
 
@@ -126,9 +126,10 @@ def test_cli_check_prints_the_plan_and_errors_without_traceback(tmp_path, capsys
     from neox_cpt.cli import main
 
     path = tmp_path / "run.yml"
-    path.write_text(yaml.safe_dump(cfg()))
+    path.write_text(yaml.safe_dump(base_config(make_sources(tmp_path))))
     assert main(["train", str(path), "--check"]) == 0
     out = capsys.readouterr().out
+    assert "4 dataset(s) checked" in out
     assert "d1: 8 steps, 512 tokens (new 75 %, old 25 %); from d0; optimizer reset; warmup to 2, decay to 8" in out
     bad = cfg()
     bad["stages"][0]["steps"] = -1

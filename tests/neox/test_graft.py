@@ -96,10 +96,12 @@ def test_our_validation_names_key_and_fix(standin, extra, message):
 
 
 def test_neox_type_check_applies_to_plugin_keys(standin):
-    # A wrong type that our validation does not own still fails NeoX's validate_types.
+    # The graft declares each key with its KeySpec type (what NeoX's validate_types checks).
     cls = make_graft_class(object, [keys.GraftField("cpt_x", int, None, "doc", "t")])
     assert [f.type for f in dataclasses.fields(cls)] == [int]
-    with pytest.raises(ValueError, match="types cannot be validated"):
+    # A plugin key of the wrong type is refused by our own check (before NeoX's validate_types), naming the
+    # key (issue 10).
+    with pytest.raises(ValueError, match="cpt_cooldown_shape = 3 must be one text value, not an int"):
         standin.NeoXArgs.from_dict(dict(BASE, cpt_cooldown_shape=3))  # cosine recipe ignores it
 
 

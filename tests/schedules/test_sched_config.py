@@ -93,8 +93,14 @@ def test_other_recipes_from_config():
 
 def test_ignores_other_owners_keys():
     other = {"cpt_replay_frac": 0.05, "cpt_train_data_paths": ["x"], "cpt_stage_name": "d1", "cpt_init_checkpoint": "c",
-             "cpt_reset_optimizer": True, "cpt_valid_data_paths": [], "cpt_something_new": 1, "data_path": "p"}
+             "cpt_reset_optimizer": True, "cpt_valid_data_paths": [], "data_path": "p"}
     assert schedule_from_config(cfg(**other)) == schedule_from_config(cfg())
+
+
+def test_unknown_plugin_key_of_any_family_is_refused():
+    # Every cpt_ key is declared once (schedule, stage, data families): an unknown one is a typo.
+    with pytest.raises(ValueError, match=r"unknown plugin key cpt_replay_fraction = 0\.25; did you mean 'cpt_replay_frac'"):
+        schedule_from_config(cfg(cpt_replay_fraction=0.25))
 
 
 def test_keys_not_used_by_recipe_are_warned(caplog):
