@@ -52,6 +52,25 @@ def source_of_sample(sample) -> str:
     return sources.pop()
 
 
+# Layouts of scenario c. A D0 checkpoint is shared where NeoX/DeepSpeed can load it (same TP/PP, ZeRO 0's
+# optimizer state is not sharded, so DP 2 loads the 1-process D0); `d0` names the D0 each layout starts from.
+LAYOUTS: Dict[str, dict] = {
+    "1proc": {"d0": "1proc", "cfg": {}},
+    "dp2": {"d0": "1proc", "cfg": {"num_gpus": 2, "train_micro_batch_size_per_gpu": 4}},
+    "tp2": {"d0": "tp2", "cfg": {"num_gpus": 2, "model_parallel_size": 2}},
+    "pp2": {"d0": "pp2", "cfg": {"num_gpus": 2, "pipe_parallel_size": 2}},
+    "zero1": {"d0": "zero1", "cfg": {"num_gpus": 2, "train_micro_batch_size_per_gpu": 4,
+                                      "zero_optimization": {"stage": 1}}},
+}
+PIPELINE_NO_EVAL = "NeoX's pipeline engine evaluates with DeeperSpeed's eval_batch; stock DeepSpeed's crashes"
+
+D0_ITERS, D1_ITERS = 10, 12
+
+
+def is_pipeline(layout: str) -> bool:
+    return LAYOUTS[layout]["cfg"].get("pipe_parallel_size", 0) > 0
+
+
 @dataclasses.dataclass(frozen=True)
 class Neox:
     root: Path

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import neox_e2e as e2e
-from conftest import D0_ITERS, D1_ITERS
+from neox_e2e import D0_ITERS, D1_ITERS
 
 pytestmark = [pytest.mark.slow, pytest.mark.neox]
 

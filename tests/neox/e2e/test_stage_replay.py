@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import neox_e2e as e2e
-from conftest import D0_ITERS, D1_ITERS, LAYOUTS, is_pipeline
+from neox_e2e import D0_ITERS, D1_ITERS, LAYOUTS, is_pipeline
 
 pytestmark = [pytest.mark.slow, pytest.mark.neox]
 FIRST, LAST = D0_ITERS + 1, D0_ITERS + D1_ITERS  # global updates of the stage: 11..22

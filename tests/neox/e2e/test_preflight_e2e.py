@@ -4,7 +4,7 @@ stage start, schedule position and next LR, data position, replay index and whet
 import pytest
 
 import neox_e2e as e2e
-from conftest import LAYOUTS
+from neox_e2e import LAYOUTS
 
 pytestmark = [pytest.mark.slow, pytest.mark.neox]
 
