@@ -175,7 +175,7 @@ def report(plan, facts: Dict[str, Any], problems: List[str]) -> str:
             lines.append(f"launch      : no stage (NeoX's own resume) from {s['checkpoint'] or 'scratch'} "
                          f"(global iteration {plan.iteration}, train_iters {plan.end_iteration})")
         if s["next_lr"] is not None:
-            lines.append(f"schedule    : position {plan.position}, LR of the next update {s['next_lr']:.6g} "
+            lines.append(f"schedule    : position {plan.schedule_position}, LR of the next update {s['next_lr']:.6g} "
                          f"(fp {s['schedule_fingerprint']})")
         else:
             lines.append("schedule    : NeoX's own (no cpt_* schedule)")

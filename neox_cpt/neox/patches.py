@@ -88,7 +88,10 @@ def wrap_save_checkpoint(stock: Callable) -> Callable:
     def save_checkpoint(neox_args, iteration, model, optimizer, lr_scheduler):
         plan = prepare(neox_args)
         if plan is not None and plan.is_stage and is_rank0():
-            stages.write_sidecar(neox_args.save, iteration, sidecar(neox_args, plan, iteration))  # before `latest`
+            record = sidecar(neox_args, plan, iteration)
+            if isinstance(lr_scheduler, StageLR):
+                record["schedule_position"] = lr_scheduler.position  # < position after skipped fp16 updates
+            stages.write_sidecar(neox_args.save, iteration, record)  # before DeepSpeed moves `latest`
         return stock(neox_args, iteration, model, optimizer, lr_scheduler)
 
     return save_checkpoint

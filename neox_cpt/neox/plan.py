@@ -77,8 +77,14 @@ class LaunchPlan:
 
     @property
     def position(self) -> int:
-        """Schedule position = updates done in this stage (= data position in batches)."""
+        """Iterations done in this stage (= the data position in global batches)."""
         return self.iteration - self.stage_start
+
+    @property
+    def schedule_position(self) -> int:
+        """Updates the schedule counted: the position, less the updates DeepSpeed skipped (fp16 overflow), as
+        the scheduler saved it (in the sidecar)."""
+        return int((self.sidecar or {}).get("schedule_position", self.position))
 
     @property
     def num_samples(self) -> int:
@@ -96,7 +102,7 @@ class LaunchPlan:
     @property
     def next_lr(self) -> Optional[float]:
         schedule = self.schedule()
-        return None if schedule is None else float(schedule.lr_at(self.position + 1))
+        return None if schedule is None else float(schedule.lr_at(self.schedule_position + 1))
 
     def index_spec(self):
         """The replay index this stage trains on (data == 'replay'); no file is opened."""
@@ -150,6 +156,7 @@ class LaunchPlan:
                 "checkpoint": None if ref is None else os.path.join(ref.load_dir, ref.tag),
                 "iteration": self.iteration, "stage_start": self.stage_start, "stage_iters": self.stage_iters,
                 "end_iteration": self.end_iteration, "position": self.position,
+                "schedule_position": self.schedule_position,
                 "next_lr": self.next_lr, "schedule_fingerprint": None if schedule is None else schedule.fingerprint(),
                 "load_optimizer": self.load_optimizer, "train_batch_size": self.train_batch_size,
                 "data": self.data, "data_start": self.data_start, "next_sample": self.next_sample,
