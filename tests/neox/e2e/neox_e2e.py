@@ -7,7 +7,7 @@ Every launched process gets ``cpu_startup/`` (the tests' start-up hook) and this
 
     >>> neox = find_neox()                                          # doctest: +SKIP
     >>> run = launch(neox, tiny_config(...), workdir / "d0")       # doctest: +SKIP
-    >>> tensorboard_scalars(run.dir / "tb")["train/learning_rate"]  # doctest: +SKIP
+    >>> merged_scalars(run.dir / "tb")["train/learning_rate"]       # doctest: +SKIP
 """
 import dataclasses
 import glob
@@ -52,12 +52,15 @@ def source_of_sample(sample) -> str:
     return sources.pop()
 
 
-# Layouts of scenario c. A D0 checkpoint is shared where NeoX/DeepSpeed can load it (same TP/PP, ZeRO 0's
-# optimizer state is not sharded, so DP 2 loads the 1-process D0); `d0` names the D0 each layout starts from.
+# Layouts of scenario c. pipe_parallel_size 0 is NeoX without DeepSpeed's pipeline engine; pp1 is the engine with
+# one stage (NeoX's default and the shipped configs') and DP 2. A D0 checkpoint is shared where NeoX/DeepSpeed can
+# load it (same TP/PP, ZeRO 0's optimizer state is not sharded, so DP 2 loads the 1-process D0); `d0` names the D0
+# each layout starts from.
 LAYOUTS: Dict[str, dict] = {
     "1proc": {"d0": "1proc", "cfg": {}},
     "dp2": {"d0": "1proc", "cfg": {"num_gpus": 2, "train_micro_batch_size_per_gpu": 4}},
     "tp2": {"d0": "tp2", "cfg": {"num_gpus": 2, "model_parallel_size": 2}},
+    "pp1": {"d0": "pp1", "cfg": {"num_gpus": 2, "pipe_parallel_size": 1, "train_micro_batch_size_per_gpu": 4}},
     "pp2": {"d0": "pp2", "cfg": {"num_gpus": 2, "pipe_parallel_size": 2}},
     "zero1": {"d0": "zero1", "cfg": {"num_gpus": 2, "train_micro_batch_size_per_gpu": 4,
                                       "zero_optimization": {"stage": 1}}},

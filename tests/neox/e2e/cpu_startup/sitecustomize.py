@@ -1,7 +1,7 @@
 """Start-up hook of the processes the e2e suite launches (``deepy.py``, DeepSpeed's launcher, ``train.py``).
 
 It sits in a directory that only the suite puts on ``PYTHONPATH``, so no other interpreter ever runs it; it is
-the tests' file, never part of the installed package. It does four things, all at interpreter start:
+the tests' file, never part of the installed package. It does five things, all at interpreter start:
 
 1. load neox-cpt **from this repository** (``NEOX_CPT_E2E_REPO``, first on ``sys.path``) and install its NeoX
    hook, exactly what ``neox_cpt_hook.pth`` does in a user's environment. An ``import neox_cpt`` that resolves
@@ -11,7 +11,8 @@ the tests' file, never part of the installed package. It does four things, all a
    and neox-cpt keep seeing the truth);
 3. record the training micro-batches NeoX's loop feeds the model, when ``NEOX_CPT_E2E_RECORD`` names a
    directory (the only way to see, per global batch, which samples were replay);
-4. replace DeepSpeed's JIT-built ``FusedAdam`` by torch's ``AdamW`` (same update, no 2-minute C++ build) and
+4. close the process group at exit (train.py leaves gloo's threads running, which sometimes aborts a finished run);
+5. replace DeepSpeed's JIT-built ``FusedAdam`` by torch's ``AdamW`` (same update, no 2-minute C++ build) and
    skip the shared-memory all-reduce op it would JIT-build at ``init_distributed`` (unused by gloo).
 
 Each launched process prints one line ``neox-cpt-e2e: startup pid=... neox_cpt=<file>`` so a test can check
@@ -145,6 +146,17 @@ def _record_batches(training):
     training.forward_step, training.get_batch, training.get_batch_pipe = forward_step, get_batch, get_batch_pipe
 
 
+def _close_process_group_at_exit():
+    """train.py never destroys its gloo group; at interpreter exit its threads then sometimes abort the process
+    ("terminate called without an active exception", rc -6) after training has finished. Close it first."""
+    dist = sys.modules.get("torch.distributed")
+    if dist is not None and dist.is_available() and dist.is_initialized():
+        try:
+            dist.destroy_process_group()
+        except Exception:  # noqa: BLE001 - best effort at exit
+            pass
+
+
 def _load_neox_cpt(repo):
     sys.path.insert(0, repo)
     import neox_cpt
@@ -162,4 +174,7 @@ if _ACTIVE:
     if os.environ.get("NEOX_CPT_E2E_RECORD"):
         _patches["megatron.training"] = _record_batches
     sys.meta_path.insert(0, _AfterImport(_patches))
+    import atexit
+
+    atexit.register(_close_process_group_at_exit)
     _load_neox_cpt(_ACTIVE)
