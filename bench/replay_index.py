@@ -1,16 +1,23 @@
-"""Replay-index benchmark: neox-cpt vs megatron-core 0.16.1, side by side on the same synthetic data.
+"""Replay-index benchmark: neox-cpt vs megatron-core 0.16.1, side by side in one run on the same data.
 
-Builds the synthetic datasets of /work/shared/ANCHORS.md once (cached in bench/.data/), then runs each
-implementation in its own child process: cold index build (time, peak RSS), warm reopen, random reads;
-then the blend step alone for 2 and 10 sources. Prints both figures and the ratios.
+Every figure comes from a fresh child process (run_neox_cpt.py / run_megatron.py), the two
+implementations alternating, repeated ``--repeats`` times so each figure has a spread:
 
-    $ python bench/replay_index.py                  # the full plan: 146M samples (minutes, ~8 GB RAM)
-    $ python bench/replay_index.py --scale 0.05     # 5% of the samples, same data
-    $ python bench/replay_index.py --scaling 10e6,50e6,146e6,500e6 --impl neox-cpt
+- **build**: cold build of the plan's index (CPU time, wall time, the child's own peak RSS, index size);
+- **open**: what each loader rank does at every launch -- cache hit, dataset, first sample (neox-cpt
+  also "first sight": its fingerprint records deleted, as after copying data elsewhere: one hash per
+  source);
+- **reads**: the data and index files' pages dropped (``posix_fadvise(DONTNEED)``), then random reads:
+  the first pass is cold, the second (same positions) warm; neox-cpt with and without MADV_RANDOM.
 
-Peak RSS is the child's own high-water mark (VmHWM) at the end of the build, including the interpreter
-and imports (torch + megatron-core ~ 0.35 GB; numpy + neox-cpt ~ 0.03 GB); "anon" is the peak of
-anonymous memory sampled every 10 ms (memory-mapped file pages excluded).
+The load average is recorded before every child. Ratios are taken per repeat (both implementations
+measured back to back) and reported as median [min-max]; CPU-time ratios lead (robust to other jobs on
+the machine), wall-clock ones follow. The children import neox-cpt as installed (no ``PYTHONPATH`` to
+this checkout) and the run stops if they did not use the compiled kernels.
+
+    $ python bench/replay_index.py                          # the 146M-sample plan (~15 min, ~8 GB RAM)
+    $ python bench/replay_index.py --big-idx                # + the same plan on a 10x larger .idx
+    $ python bench/replay_index.py --scale 0.01 --data-scale 0.01 --repeats 2     # a quick check
 """
 from __future__ import annotations
 
@@ -18,77 +25,139 @@ import argparse
 import json
 import os
 import platform
-import shutil
+import statistics
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Dict, List, Optional
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from synth import DATA_ROOT, ensure_data  # noqa: E402
+from synth import DATA_ROOT, ensure_data, ensure_sparse  # noqa: E402
 
 PLAN_SAMPLES = 146_000_000
 WEIGHTS = (0.95, 0.05)
 CHILDREN = {"megatron": HERE / "run_megatron.py", "neox-cpt": HERE / "run_neox_cpt.py"}
 
 
-def _proc_status(pid: int) -> Optional[Dict[str, int]]:
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            out = {}
-            for line in f:
-                key, _, rest = line.partition(":")
-                if key in ("VmRSS", "RssAnon", "RssFile", "VmHWM"):
-                    out[key] = int(rest.split()[0]) * 1024
-            return out
-    except (FileNotFoundError, ProcessLookupError, ValueError):
-        return None
+def load_avg() -> float:
+    return round(os.getloadavg()[0], 2)
 
 
-def run_child(script: Path, args: List[str]) -> dict:
-    """Run one child; sample its memory every 10 ms; return its JSON result plus the memory samples."""
-    env = dict(os.environ, PYTHONWARNINGS="ignore", PYTHONPATH=str(HERE.parent))
-    proc = subprocess.Popen([sys.executable, str(script), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=env)
-    samples = []
-
-    def poll():
-        while proc.poll() is None:
-            st = _proc_status(proc.pid)
-            if st:
-                samples.append((time.time(), st))
-            time.sleep(0.01)
-
-    poller = threading.Thread(target=poll, daemon=True)
-    poller.start()
-    out, err = proc.communicate()
-    poller.join()
+def child(impl: str, mode: str, plan: dict, *extra: str) -> dict:
+    """One fresh child process; its JSON result plus the load average before and after."""
+    args = ["--mode", mode, "--prefixes", ",".join(plan["prefixes"]), "--weights", ",".join(map(str, WEIGHTS)),
+            "--num-samples", str(plan["num_samples"]), "--cache-dir", str(plan["cache"][impl]), *extra]
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # the installed package, never the checkout
+    env.update(PYTHONWARNINGS="ignore", OMP_NUM_THREADS=env.get("OMP_NUM_THREADS", "1"))
+    before = load_avg()
+    proc = subprocess.run([sys.executable, str(CHILDREN[impl]), *args], capture_output=True, text=True, env=env)
     if proc.returncode != 0:
-        raise RuntimeError(f"{script.name} failed ({proc.returncode}):\n{err[-4000:]}")
-    result = json.loads(out.strip().splitlines()[-1])
-    t0, t1 = result["build_window"]
-    window = [s for t, s in samples if t0 - 0.02 <= t <= t1 + 0.02]
-    result["peak_anon"] = max((s.get("RssAnon", 0) for s in window), default=0)
-    result["peak_file"] = max((s.get("RssFile", 0) for s in window), default=0)
-    return result
+        raise RuntimeError(f"{impl} {mode} failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
+    r = json.loads(proc.stdout.strip().splitlines()[-1])
+    if impl == "neox-cpt" and r["kernels"] != "native":
+        raise RuntimeError(f"neox-cpt ran on its {r['kernels']} kernels, not the compiled ones: build them "
+                           f"(`pip install -e .`) before benchmarking")
+    r.update(load_before=before, load_after=load_avg())
+    return r
 
 
-def phase_summary(r: dict) -> str:
-    """megatron-core: its own logged phase timings; neox-cpt: time between the builder's progress reports."""
-    if "phases" in r:
-        return ", ".join(f"{name.strip()} {sec:.1f}s" for name, sec in r["phases"])
-    parts, prev = [], 0.0
-    for stage, (_first, last) in sorted(r.get("stages", {}).items(), key=lambda kv: kv[1][1]):
-        parts.append(f"{stage} {last - prev:.2f}s")
-        prev = last
-    return ", ".join(parts) + f", after publish {r['build_s'] - prev:.2f}s"
+def measure(plan: dict, impls: List[str], repeats: int, reads: int, modes=("build", "open", "reads"),
+            build_repeats: Optional[int] = None) -> dict:
+    runs: Dict[str, List[dict]] = {}
+
+    def record(name: str, r: dict) -> None:
+        runs.setdefault(name, []).append(r)
+        shown = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()
+                 if k not in ("phases", "realised_samples", "torch")}
+        print(f"  {name}: {json.dumps(shown)}", flush=True)
+
+    for rep in range(repeats):
+        order = impls if rep % 2 == 0 else impls[::-1]
+        if "build" in modes and rep < (repeats if build_repeats is None else build_repeats):
+            for impl in order:
+                record(f"{impl} build", child(impl, "build", plan))
+        if "open" in modes:
+            for impl in order:
+                record(f"{impl} open", child(impl, "open", plan))
+            if "neox-cpt" in impls:
+                record("neox-cpt open, first sight", child("neox-cpt", "open", plan, "--forget-sources"))
+        if "reads" in modes:
+            variants = [(i, ()) for i in order] + ([("neox-cpt", ("--no-advice",))] if "neox-cpt" in impls else [])
+            for impl, extra in (variants if rep % 2 == 0 else variants[::-1]):
+                name = f"{impl} reads" + (" (no advice)" if extra else "")
+                record(name, child(impl, "reads", plan, "--reads", str(reads), "--read-seed", str(rep), *extra))
+    return runs
 
 
-def gb(x: float) -> str:
-    return f"{x / 1e9:.2f} GB" if x >= 1e8 else f"{x / 1e6:.0f} MB"
+def spread(values: List[float]) -> dict:
+    return {"median": statistics.median(values), "min": min(values), "max": max(values), "n": len(values)}
+
+
+def fmt(s: dict, f: str = "{:.3g}") -> str:
+    return f"{f.format(s['median'])} [{f.format(s['min'])}–{f.format(s['max'])}]"
+
+
+ROWS = [  # (label, run name, field, better: lower/higher, format)
+    ("cold build, CPU (s)", "build", "build_cpu_s", "lower", "{:.2f}"),
+    ("cold build, wall (s)", "build", "build_s", "lower", "{:.2f}"),
+    ("peak RSS of the build (MiB)", "build", "peak_rss", "lower", "{:,.0f}"),
+    ("index files (GB)", "build", "cache_bytes", "lower", "{:.2f}"),
+    ("open: cache hit + dataset + first sample, CPU (ms)", "open", "open_cpu_s", "lower", "{:.1f}"),
+    ("open: ... wall (ms)", "open", "open_s", "lower", "{:.1f}"),
+    ("first-pass (cold) random reads, CPU (µs/read)", "reads", "cold.cpu_us_per_read", "lower", "{:.0f}"),
+    ("first-pass (cold) random reads (samples/s)", "reads", "cold.per_s", "higher", "{:,.0f}"),
+    ("warm random reads (samples/s)", "reads", "warm.per_s", "higher", "{:,.0f}"),
+    ("file pages mapped after the cold pass (MiB)", "reads", "cold.rss_file_after", "lower", "{:,.0f}"),
+]
+SCALE = {"peak_rss": 2 ** -20, "cold.rss_file_after": 2 ** -20, "cache_bytes": 1e-9, "open_cpu_s": 1e3,
+         "open_s": 1e3}
+
+
+def field(r: dict, path: str) -> float:
+    for part in path.split("."):
+        r = r[part]
+    return float(r) * SCALE.get(path, 1.0)
+
+
+def _has(r: dict, path: str) -> bool:
+    for part in path.split("."):
+        if part not in r:
+            return False
+        r = r[part]
+    return True
+
+
+def table(runs: Dict[str, List[dict]], other: str = "megatron") -> List[str]:
+    """Markdown rows: each implementation's median [min–max], and the paired ratio (> 1: neox-cpt better)."""
+    lines = ["| figure | megatron-core 0.16.1 | neox-cpt | neox-cpt better by (per-repeat ratio) |",
+             "|---|---|---|---|"]
+    for label, run, path, better, f in ROWS:
+        m, n = runs.get(f"{other} {run}", []), runs.get(f"neox-cpt {run}", [])
+        nv = [field(r, path) for r in n if _has(r, path)]
+        mv = [field(r, path) for r in m if _has(r, path)]
+        if not nv:
+            continue
+        ratios = [(a / b if better == "lower" else b / a) for a, b in zip(mv, nv) if a and b]
+        lines.append(f"| {label} | {fmt(spread(mv), f) if mv else '–'} | {fmt(spread(nv), f)} | "
+                     f"{fmt(spread(ratios), '{:.2f}') + '×' if ratios else '–'} |")
+    extra = [("neox-cpt open, first sight", "open_s", "open after the data moved (one hash per source), wall (ms)"),
+             ("neox-cpt reads (no advice)", "cold.per_s", "cold reads without MADV_RANDOM (samples/s)"),
+             ("neox-cpt reads (no advice)", "warm.per_s", "warm reads without MADV_RANDOM (samples/s)"),
+             ("neox-cpt reads (no advice)", "cold.rss_file_after",
+              "file pages after the cold pass without MADV_RANDOM (MiB)")]
+    for run, path, label in extra:
+        vals = [field(r, path) for r in runs.get(run, []) if _has(r, path)]
+        if vals:
+            lines.append(f"| {label} | | {fmt(spread(vals), '{:,.1f}')} | |")
+    if runs.get("megatron reads"):
+        tok = [r["warm_tokens_only"]["per_s"] for r in runs["megatron reads"]]
+        lines.append(f"| megatron-core warm reads, tokens only (samples/s) | {fmt(spread(tok), '{:,.0f}')} | | |")
+    loads = [r["load_before"] for rs in runs.values() for r in rs]
+    lines.append(f"\nload average before each child: median {statistics.median(loads):.2f}, "
+                 f"range {min(loads):.2f}–{max(loads):.2f} ({len(loads)} children)")
+    return lines
 
 
 def git_commit() -> str:
@@ -109,121 +178,51 @@ def machine() -> str:
     return f"{os.cpu_count()} CPUs ({cpu}), {mem / 2**30:.1f} GiB RAM, {platform.system()} {platform.release()}"
 
 
-def run_plan(prefixes: dict, num_samples: int, impls: List[str], reads: int, tag: str,
-             keep_cache: bool = False) -> Dict[str, dict]:
-    results = {}
-    for impl in impls:
-        cache = DATA_ROOT / "cache" / f"{impl}-{tag}"
-        args = ["--prefixes", f"{prefixes['new']},{prefixes['old']}", "--weights", ",".join(map(str, WEIGHTS)),
-                "--num-samples", str(num_samples), "--cache-dir", str(cache), "--reads", str(reads)]
-        load = os.getloadavg()[0]
-        print(f"[{impl}] {num_samples:,} samples (load average before: {load:.2f}) ...", flush=True)
-        try:
-            results[impl] = r = run_child(CHILDREN[impl], args)
-        except RuntimeError as exc:  # keep the other implementation's figures
-            print(f"[{impl}] FAILED: {exc}", flush=True)
-            continue
-        finally:
-            if not keep_cache:  # index files of a 146M plan: 4.5 GB (megatron-core), 0.9 GB (neox-cpt)
-                shutil.rmtree(cache, ignore_errors=True)
-        r["load_before"], r["load_after"] = load, os.getloadavg()[0]
-        print(f"[{impl}] build {r['build_s']:.2f}s (CPU {r['build_cpu_s']:.2f}s) | peak RSS {gb(r['peak_rss'])} (anon {gb(r['peak_anon'])}) | "
-              f"reopen {r['reopen_s'] * 1e3:.0f} ms | warm reads {r['warm_reads_per_s']:,.0f}/s | "
-              f"index files {gb(r['cache_bytes'])}", flush=True)
-        print(f"[{impl}] where the time goes: {phase_summary(r)}", flush=True)
-    return results
+def plan_of(prefixes: List[str], num_samples: int, tag: str) -> dict:
+    return {"prefixes": prefixes, "num_samples": num_samples,
+            "cache": {impl: DATA_ROOT / "cache" / f"{impl}-{tag}" for impl in CHILDREN}}
 
 
-def print_comparison(res: Dict[str, dict]) -> None:
-    """Both figures and the ratio, oriented so that > 1x means neox-cpt is better."""
-    if not {"megatron", "neox-cpt"} <= set(res):
-        return
-    m, n = res["megatron"], res["neox-cpt"]
-    rows = [("cold build, wall (s)", m["build_s"], n["build_s"], "{:.2f}", False),
-            ("cold build, CPU user+sys (s)", m["build_cpu_s"], n["build_cpu_s"], "{:.2f}", False),
-            ("peak RSS (GB)", m["peak_rss"] / 1e9, n["peak_rss"] / 1e9, "{:.3f}", False),
-            ("peak anonymous RSS (GB)", m["peak_anon"] / 1e9, n["peak_anon"] / 1e9, "{:.3f}", False),
-            ("reopen from cache (ms)", m["reopen_s"] * 1e3, n["reopen_s"] * 1e3, "{:.0f}", False),
-            ("warm random reads (samples/s)", m["warm_reads_per_s"], n["warm_reads_per_s"], "{:,.0f}", True),
-            ("warm reads, tokens only (samples/s)", m.get("warm_token_reads_per_s", float("nan")),
-             n["warm_reads_per_s"], "{:,.0f}", True),
-            ("first-pass random reads (samples/s)", m["first_pass_reads_per_s"], n["first_pass_reads_per_s"],
-             "{:,.0f}", True),
-            ("index files (GB)", m["cache_bytes"] / 1e9, n["cache_bytes"] / 1e9, "{:.2f}", False)]
-    print("\n| | megatron-core 0.16.1 | neox-cpt | neox-cpt better by |\n|---|---|---|---|")
-    for name, a, b, fmt, higher_is_better in rows:
-        ratio = (b / a if a else float("inf")) if higher_is_better else (a / b if b else float("inf"))
-        print(f"| {name} | {fmt.format(a)} | {fmt.format(b)} | {ratio:.2f}x |")
+def relative(obj):
+    """Results without this machine's paths (data and caches live under bench/.data/)."""
+    text = json.dumps(obj, default=str).replace(str(HERE.parent) + "/", "")
+    return json.loads(text)
 
 
-def print_targets(res: Dict[str, dict], blend: Optional[dict], scale: float) -> None:
-    """The issue's targets (stated for the full plan, scale 1)."""
-    n = res.get("neox-cpt")
-    if n is None:
-        return
-    lines = [f"cold build {n['build_s']:.2f}s <= 8 s: {n['build_s'] <= 8}",
-             f"peak RSS {n['peak_rss'] / 2**20:.0f} MiB <= 512 MiB: {n['peak_rss'] <= 512 * 2**20}"]
-    if "megatron" in res:
-        m = res["megatron"]
-        lines.append(f"warm reads {n['warm_reads_per_s']:,.0f}/s >= megatron-core {m['warm_reads_per_s']:,.0f}/s: "
-                     f"{n['warm_reads_per_s'] >= m['warm_reads_per_s']}")
-    if blend and "neox-cpt 2 sources" in blend:
-        two, ten = blend["neox-cpt 2 sources"], blend["neox-cpt 10 sources"]
-        lines.append(f"10-source blend {ten:.2f}s <= 2 x 2-source {two:.2f}s: {ten <= 2 * two}")
-    print(f"\ntargets (scale {scale:g}; stated for scale 1):\n  " + "\n  ".join(lines))
-
-
-def main() -> None:
+def main(argv: Optional[List[str]] = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--scale", type=float, default=1.0, help="fraction of the plan's 146M samples")
     ap.add_argument("--data-scale", type=float, default=1.0, help="fraction of the synthetic data (dev runs)")
     ap.add_argument("--impl", choices=["both", "megatron", "neox-cpt"], default="both")
-    ap.add_argument("--reads", type=int, default=20000, help="random samples read (twice) per implementation")
-    ap.add_argument("--no-blend", dest="blend", action="store_false", help="skip the blend-alone timing")
-    ap.add_argument("--scaling", default=None, help="comma-separated sample counts for a build-time sweep")
-    ap.add_argument("--megatron-max-samples", type=float, default=200e6,
-                    help="in --scaling, skip megatron-core above this many samples (its RAM grows ~50 B/sample)")
-    ap.add_argument("--keep-cache", action="store_true", help="keep the built index files in bench/.data/cache")
-    ap.add_argument("--json-out", default=None, help="also write all results to this JSON file")
-    args = ap.parse_args()
+    ap.add_argument("--repeats", type=int, default=3, help="fresh-process repeats of every measurement")
+    ap.add_argument("--reads", type=int, default=20000, help="random samples read per pass")
+    ap.add_argument("--modes", default="build,open,reads",
+                    help="what to measure on the plan (reads alone reuses the caches of an earlier run)")
+    ap.add_argument("--big-idx", action="store_true",
+                    help="also: build + open the plan with the new data's .idx 10x larger (sparse .bin)")
+    ap.add_argument("--json-out", default=None, help="write every run to this JSON file")
+    args = ap.parse_args(argv)
 
     impls = ["megatron", "neox-cpt"] if args.impl == "both" else [args.impl]
-    print(f"machine: {machine()}\npython {platform.python_version()}, command: {' '.join(sys.argv)}", flush=True)
-    prefixes = ensure_data(args.data_scale)
-    report: dict = {"machine": machine(), "argv": sys.argv, "data": prefixes, "neox_cpt_commit": git_commit()}
-    print(f"neox-cpt commit: {report['neox_cpt_commit']}", flush=True)
-    if args.scaling:
-        report["scaling"] = {}
-        for n in [int(float(x)) for x in args.scaling.split(",")]:
-            # megatron-core holds ~50 bytes per sample in RAM: past ~200M samples it cannot fit in 24 GB.
-            fits = [i for i in impls if i != "megatron" or n <= args.megatron_max_samples]
-            report["scaling"][n] = run_plan(prefixes, n, fits, reads=1000, tag="scaling")
-        print("\n| samples | " + " | ".join(f"{i} build (s) | {i} peak RSS | {i} index files" for i in impls) + " |")
-        print("|---|" + "---|---|---|" * len(impls))
-        for n, res in report["scaling"].items():
-            cells = [f"{res[i]['build_s']:.2f} | {gb(res[i]['peak_rss'])} | {gb(res[i]['cache_bytes'])}" if i in res
-                     else "not run | (RAM) | " for i in impls]
-            print(f"| {n:,} | " + " | ".join(cells) + " |")
-    else:
-        num_samples = max(1, round(PLAN_SAMPLES * args.scale))
-        report["plan"] = run_plan(prefixes, num_samples, impls, args.reads, tag=f"plan-{args.scale:g}",
-                                  keep_cache=args.keep_cache)
-        print_comparison(report["plan"])
-        if args.blend:
-            blend_args = ["--num-samples", str(num_samples), "--impl", args.impl, "--new", prefixes["new"],
-                          "--old", prefixes["old"]]
-            env = dict(os.environ, PYTHONWARNINGS="ignore", PYTHONPATH=str(HERE.parent))
-            proc = subprocess.run([sys.executable, str(HERE / "run_blend.py"), *blend_args], env=env,
-                                  capture_output=True, text=True)
-            if proc.returncode == 0:
-                report["blend"] = json.loads(proc.stdout.strip().splitlines()[-1])
-                print("\nblend alone (s, best of 3): " + ", ".join(
-                    f"{k} {v:.2f}" for k, v in report["blend"].items() if not k.endswith("runs")))
-            else:
-                print(f"\nblend alone: FAILED\n{proc.stderr[-3000:]}")
-        print_targets(report["plan"], report.get("blend"), args.scale)
+    print(f"machine: {machine()}\npython {platform.python_version()}, commit {git_commit()}, "
+          f"command: {' '.join(sys.argv[1:])}", flush=True)
+    data = ensure_data(args.data_scale)
+    num_samples = max(1, round(PLAN_SAMPLES * args.scale))
+    report: dict = {"machine": machine(), "argv": sys.argv[1:], "commit": git_commit(), "started": time.time()}
+    plan = plan_of([data["new"], data["old"]], num_samples, f"plan-{args.scale:g}")
+    print(f"\n## plan: {num_samples:,} samples, {args.repeats} repeats", flush=True)
+    report["plan"] = runs = measure(plan, impls, args.repeats, args.reads, modes=tuple(args.modes.split(",")))
+    print("\n" + "\n".join(table(runs)), flush=True)
+    if args.big_idx:
+        big = ensure_sparse("new10x", round(5_000_000 * 10 * args.data_scale), seed=0)
+        plan10 = plan_of([big, data["old"]], num_samples, f"big-idx-{args.scale:g}")
+        print(f"\n## the same plan, new data's .idx 10x larger ({Path(big).name}: sparse .bin)", flush=True)
+        report["big_idx"] = runs10 = measure(plan10, impls, args.repeats, args.reads,
+                                                  modes=tuple(m for m in args.modes.split(",") if m != "reads"),
+                                                  build_repeats=1)
+        print("\n" + "\n".join(table(runs10)), flush=True)
     if args.json_out:
-        Path(args.json_out).write_text(json.dumps(report, indent=1, default=str))
+        Path(args.json_out).write_text(json.dumps(relative(report), indent=1))
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
 neox-cpt: ``neox_cpt.data.build.blend_only`` (the builder's blend step, writing ``blend_source.npy`` and
 ``blend_draw.npy``), then, for context, a full cold ``build_index`` of the same plan through the public API.
 The 10 sources are hard links of the synthetic files under other names (4 "new" sharing 0.95 as
-0.4/0.3/0.2/0.1, 6 "old" sharing 0.05 equally), so each is a distinct source with its own identity.
+0.4/0.3/0.2/0.1, 6 "old" sharing 0.05 equally), each a source of its own in the plan.
 megatron-core: ``helpers.build_blending_indices`` into full-size in-RAM arrays (int16 + int64 per position)
 with the same global weights, as ``BlendedDataset`` does before saving them (save not included).
 

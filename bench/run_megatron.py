@@ -1,10 +1,10 @@
 """One benchmark run of megatron-core 0.16.1's BlendedMegatronDatasetBuilder (a child of replay_index.py).
 
-Cold build of the blended GPT dataset for the plan (cache directory emptied first), a warm reopen from
-its cache, then random reads; prints one JSON line with the figures. Needs ``pip install
-megatron-core==0.16.1`` (and torch).
+The same three modes as run_neox_cpt.py: ``build`` (cold, cache emptied first), ``open`` (cache hit +
+first sample in this fresh process), ``reads`` (pages dropped, then random reads, cold then warm).
+Prints one JSON line. Needs ``pip install -e '.[bench]'`` (megatron-core 0.16.1) and torch.
 
-    $ python bench/run_megatron.py --prefixes NEW,OLD --weights 0.95,0.05 --num-samples 1460000 \\
+    $ python bench/run_megatron.py --mode build --prefixes NEW,OLD --weights 0.95,0.05 --num-samples 1460000 \\
           --cache-dir /tmp/mcore-cache
 """
 from __future__ import annotations
@@ -21,7 +21,8 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import cpu_seconds, parse_plan_args, peak_rss_bytes, random_reads  # noqa: E402
+from common import (cpu_seconds, drop_pages, files_under, parse_plan_args, peak_rss_bytes,  # noqa: E402
+                    random_positions, read_pass)
 
 
 class _Tok:
@@ -67,50 +68,46 @@ def main() -> None:
     mlog.addHandler(handler)
     mlog.propagate = False
 
-    shutil.rmtree(args.cache_dir, ignore_errors=True)
+    prefixes = args.prefixes.split(",")
     config = GPTDatasetConfig(
         random_seed=args.seed, sequence_length=args.seq_length,
-        blend=(args.prefixes.split(","), [float(w) for w in args.weights.split(",")]),
+        blend=(prefixes, [float(w) for w in args.weights.split(",")]),
         split="100,0,0", path_to_cache=args.cache_dir, tokenizer=_Tok(),
         reset_position_ids=False, reset_attention_mask=False, eod_mask_loss=False,
     )
-    rss_before = peak_rss_bytes()
-    t_start = time.time()
-    cpu0 = cpu_seconds()
-    t0 = time.perf_counter()
-    train, _, _ = BlendedMegatronDatasetBuilder(GPTDataset, [args.num_samples, 0, 0], lambda: True, config).build()
-    build_s = time.perf_counter() - t0
-    build_cpu_s = cpu_seconds() - cpu0
-    t_end = time.time()
-    build_peak = peak_rss_bytes()
-    assert len(train) == args.num_samples, (len(train), args.num_samples)
-    realised = np.bincount(np.asarray(train.dataset_index), minlength=len(train.datasets)).tolist()
-    cold_phases = [p for p in handler.phases if not p[0].startswith("Load the")]
-    del train
 
-    handler.phases = []
-    t0 = time.perf_counter()
-    train, _, _ = BlendedMegatronDatasetBuilder(GPTDataset, [args.num_samples, 0, 0], lambda: True, config).build()
-    reopen_s = time.perf_counter() - t0
+    def build():
+        return BlendedMegatronDatasetBuilder(GPTDataset, [args.num_samples, 0, 0], lambda: True, config).build()[0]
 
-    reads = random_reads(lambda i: train[i]["tokens"], len(train), args.reads)
-    # The same positions, tokens only (no torch tensors, masks or position ids): NeoX's sample format.
-    d_index, d_sample = train.dataset_index, train.dataset_sample_index
-
-    def tokens_only(i: int):
-        return train.datasets[d_index[i]]._query_document_sample_shuffle_indices(int(d_sample[i]))[0]
-
-    raw = random_reads(tokens_only, len(train), args.reads)
-    reads["warm_token_reads_per_s"] = raw["warm_reads_per_s"]
-    cache_bytes = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(args.cache_dir) for f in fs)
+    out = {"impl": "megatron-core 0.16.1", "mode": args.mode, "import_s": import_s, "torch": torch.__version__}
+    if args.mode == "build":
+        shutil.rmtree(args.cache_dir, ignore_errors=True)
+        cpu0, t0 = cpu_seconds(), time.perf_counter()
+        train = build()
+        out.update(build_s=time.perf_counter() - t0, build_cpu_s=cpu_seconds() - cpu0, peak_rss=peak_rss_bytes(),
+                   cache_bytes=sum(os.path.getsize(f) for f in files_under(args.cache_dir)),
+                   phases=[p for p in handler.phases if not p[0].startswith("Load the")])
+        assert len(train) == args.num_samples, (len(train), args.num_samples)
+        out["realised_samples"] = np.bincount(np.asarray(train.dataset_index), minlength=len(train.datasets)).tolist()
+    elif args.mode == "open":
+        cpu0, t0 = cpu_seconds(), time.perf_counter()
+        train = build()
+        train[0]
+        out.update(open_s=time.perf_counter() - t0, open_cpu_s=cpu_seconds() - cpu0, peak_rss=peak_rss_bytes())
+    else:
+        train = build()
+        files = files_under(args.cache_dir) + [p + ext for p in prefixes for ext in (".bin", ".idx")]
+        dropped = drop_pages(files)
+        idx = random_positions(len(train), args.reads, args.read_seed)
+        out.update(dropped_bytes=dropped, cold=read_pass(lambda i: train[i]["tokens"], idx),
+                   warm=read_pass(lambda i: train[i]["tokens"], idx), reads=args.reads)
+        # The same positions, tokens only (no torch tensors, masks or position ids): NeoX's sample format.
+        d_index, d_sample = train.dataset_index, train.dataset_sample_index
+        out["warm_tokens_only"] = read_pass(
+            lambda i: train.datasets[d_index[i]]._query_document_sample_shuffle_indices(int(d_sample[i]))[0], idx)
     dist.destroy_process_group()
     shutil.rmtree(os.path.dirname(store), ignore_errors=True)
-    print(json.dumps({
-        "impl": "megatron-core 0.16.1", "import_s": import_s, "build_s": build_s, "build_cpu_s": build_cpu_s, "build_window": [t_start, t_end],
-        "rss_before_build": rss_before, "peak_rss": build_peak, "reopen_s": reopen_s, **reads,
-        "cache_bytes": cache_bytes, "realised_samples": realised, "phases": cold_phases,
-        "torch": torch.__version__,
-    }))
+    print(json.dumps(out))
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from neox_cpt.data.indexed import IndexedDataset, write_indexed_dataset_from_arrays  # noqa: E402
+from neox_cpt.data.indexed import IndexedDataset, IndexedDatasetWriter, write_indexed_dataset_from_arrays  # noqa
 
 DATA_ROOT = Path(__file__).resolve().parent / ".data"
 SOURCES = {"new": (5_000_000, 0), "old": (1_000_000, 1)}  # name -> (documents at scale 1, seed)
@@ -66,6 +66,20 @@ def ensure_data(data_scale: float = 1.0, log=print) -> dict:
         stats[name] = {"documents": len(ds), "tokens": ds.num_tokens}
     meta_path.write_text(json.dumps({"prefixes": prefixes, "stats": stats, "data_scale": data_scale}, indent=1))
     return prefixes
+
+
+def ensure_sparse(name: str, num_docs: int, seed: int, root: Path = DATA_ROOT / "sparse") -> str:
+    """A dataset with a real ``.idx`` (the same lognormal document sizes) and a *sparse* ``.bin`` of the right
+    size: index building reads only the ``.idx``, so Pile-sized plans fit on a small disk (reads return 0s)."""
+    prefix = str(root / f"{name}_text_document")
+    if Path(prefix + ".idx").is_file():
+        return prefix
+    root.mkdir(parents=True, exist_ok=True)
+    sizes = doc_sizes(num_docs, seed)
+    with IndexedDatasetWriter(prefix, np.uint16) as w:
+        w._bin.truncate(int(sizes.sum(dtype=np.int64)) * 2)  # a hole: no blocks allocated
+        w._sizes.frombytes(sizes.tobytes())
+    return prefix
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ SUBCOMMANDS = {
                   "problems, without NeoX or a GPU"),
     "build-index": ("neox_cpt.commands.build_index", "build (or reuse) the replay blend index of a config"),
     "inspect-index": ("neox_cpt.commands.inspect_index", "summarise and verify a built index directory"),
+    "index-cache": ("neox_cpt.commands.index_cache", "list an index cache directory and prune unused indexes"),
     "prepare-data": ("neox_cpt.commands.prepare_data", "build the offline demo corpora and tokenizer"),
     "train": ("neox_cpt.commands.train", "run a multi-stage continual pre-training run locally"),
     "report": ("neox_cpt.commands.report", "write a Markdown report with plots for run directories"),

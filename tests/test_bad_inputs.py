@@ -251,6 +251,11 @@ case("build-index/check-flag-broken-data",
      lambda d: build(d, "--check", cpt_train_data_paths=[raw_data(d / "bad", *CORRUPT["negative-size"][:2])]),
      ["cpt_train_data_paths[0]", "bad.idx", "negative size"])
 
+case("build-index/source-cycled-millions-of-times",
+     lambda d: build(d, cpt_replay_data_paths=[write_data(d / "data" / "tiny_text_document", num_docs=1)],
+                     cpt_replay_frac=0.5, train_iters=20_000, cpt_valid_data_paths=None),
+     ["tiny_text_document", "epochs, above cpt_max_epochs = 1000"], issue=True)
+
 
 def _bin_suffix(d: Path) -> List[str]:
     argv = build(d)

@@ -12,7 +12,8 @@ import argparse
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("index_dir", metavar="DIR", help="a directory written by build-index / build_index()")
     parser.add_argument("--no-file-check", action="store_true",
-                        help="skip re-hashing the data files (their identity in the description)")
+                        help="skip checking that the sources (and those of the indexes it replays from) are "
+                             "still what the index was built on")
 
 
 def run(args: argparse.Namespace) -> int:

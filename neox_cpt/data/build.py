@@ -47,8 +47,9 @@ WORKERS = 2  # chunks built at once (each on its own thread; the kernels release
 PERIOD = 1_000_000  # within-group weights are integers summing to this (resolution 1e-6, like replay_frac)
 Progress = Callable[[str, int, int], None]
 # Part of every cache key: bump it whenever the files or their meaning change, so that no index built by
-# older code is ever reused (2: blend stored as one period per group, per-epoch order of the last block).
-FORMAT_VERSION = 2
+# older code is ever reused (2: blend stored as one period per group, per-epoch order of the last block;
+# 3: sources keyed by content, not path and mtime).
+FORMAT_VERSION = 3
 
 
 class NpyStream:
@@ -148,6 +149,34 @@ def draws_per_source(spec: ReplayIndexSpec, tables, weight_of: np.ndarray) -> np
     return counts
 
 
+def plan_draws(spec: ReplayIndexSpec, entries: List[Dict[str, Any]], tables=None, weight_of=None) -> None:
+    """Record in each source entry the samples the stage draws from it (and a seen-only source's cycles);
+    refuse, before anything is written, a seen-only source asked for more than was consumed (unless
+    cycling is allowed) and a data source cycled over more than ``spec.max_epochs`` epochs."""
+    if tables is None:
+        tables, weight_of = blend_tables(entries, source_dtype(len(entries)))
+    for e, n in zip(entries, draws_per_source(spec, tables, weight_of).tolist()):
+        e["samples"] = int(n)
+        avail = e.get("available_samples")
+        if avail is not None and n > avail and not spec.allow_cycling:
+            raise ValueError(
+                f"seen-only replay source {e['path']}: this stage draws {n} samples from it but the earlier run "
+                f"consumed only {avail}; lower cpt_replay_frac or its weight, raise cpt_replay_consumed_samples "
+                f"if more were consumed, or set cpt_replay_allow_cycling: true to repeat them "
+                f"({math.ceil(n / avail)} cycles)")
+        if e["kind"] == "data" and n:
+            tokens = int(e["identity"]["data"]["num_tokens"])
+            epochs = math.ceil((n * spec.seq_length + 1) / tokens)
+            if epochs > spec.max_epochs:
+                raise ValueError(
+                    f"data source {e['path']}: this stage draws {n} samples ({n * spec.seq_length + 1} tokens) "
+                    f"from its {tokens} tokens, {epochs} epochs, above cpt_max_epochs = {spec.max_epochs}; check "
+                    f"the path (a test file?), lower its weight or cpt_replay_frac, or raise cpt_max_epochs to "
+                    f"repeat it that often")
+        if e["kind"] != "data":
+            e["cycles"] = math.ceil(n / avail) if n else 0
+
+
 def build_into(out_dir: Path, spec: ReplayIndexSpec, description: Dict[str, Any],
                progress: Optional[Progress] = None) -> Dict[str, Any]:
     """Write every array, then counts.json, then description.json (last: it marks the directory complete).
@@ -163,20 +192,11 @@ def build_into(out_dir: Path, spec: ReplayIndexSpec, description: Dict[str, Any]
     src_dtype, draw_dtype = source_dtype(len(entries)), position_dtype(spec.num_samples)
     tables, weight_of = blend_tables(entries, src_dtype)
 
-    # 1. What the blend asks of each source, checked before anything expensive.
-    for e, n in zip(entries, draws_per_source(spec, tables, weight_of).tolist()):
-        e["samples"] = int(n)
-        avail = e.get("available_samples")
-        if avail is not None and n > avail and not spec.allow_cycling:
-            raise ValueError(
-                f"seen-only replay source {e['path']}: this stage draws {n} samples from it but the earlier run "
-                f"consumed only {avail}; lower cpt_replay_frac or its weight, raise cpt_replay_consumed_samples "
-                f"if more were consumed, or set cpt_replay_allow_cycling: true to repeat them "
-                f"({math.ceil(n / avail)} cycles)")
-        if e["kind"] != "data":
-            e["cycles"] = math.ceil(n / avail) if n else 0
-            if e["cycles"] > 1:
-                log.warning("seen-only source %s is cycled %d times (cpt_replay_allow_cycling)", e["name"], e["cycles"])
+    # 1. What the blend asks of each source (build_index checked it before creating anything).
+    plan_draws(spec, entries, tables, weight_of)
+    for e in entries:
+        if e.get("cycles", 0) > 1:
+            log.warning("seen-only source %s is cycled %d times (cpt_replay_allow_cycling)", e["name"], e["cycles"])
 
     # 2. The blend: one period per group (positions are closed-form from it).
     for (table, count), group in zip(tables, ("new", "replay")):

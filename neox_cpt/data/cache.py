@@ -1,13 +1,17 @@
-"""Content-addressed, crash-safe cache of replay indexes.
+"""Content-addressed, crash-safe, relocatable cache of replay indexes.
 
 An index lives in ``<cache_dir>/<name>-<sha256[:16]>/``, the hash taken over the canonical JSON
-description of everything that changes its bytes (spec values and each file's identity: path, size,
-mtime, a hash of the ``.idx``). Publication is atomic: the builder writes into
-``<cache_dir>/.tmp-<name>-<hash>-<pid>``, fsyncs, writes ``description.json`` last, and renames the
-directory into place. A directory is trusted only if it has that name and a ``description.json`` whose
-key matches, so a crash at any moment leaves nothing a later run accepts; leftover temporary directories
-are removed by the next builder of the same key. Concurrent builders of one key serialise on an
-``fcntl`` lock (and the rename would refuse a second copy anyway).
+description of everything that changes its bytes: the spec and each source's *content* identity (dtype,
+sizes and SHA-256 of its ``.idx``, ``.bin`` size; see ``neox_cpt.data.fingerprint``), never a path or a
+timestamp. Data copied elsewhere with its index therefore finds the index again; where the sources lie
+now is recorded in the index's ``paths.json``. Finding an index costs a ``stat`` per file: the ``.idx``
+is hashed once per file version, its result recorded in ``<cache_dir>/.sources/``.
+
+Publication is atomic and needs no lock (``neox_cpt.data.publish``): each builder writes into its own
+temporary directory, writes ``description.json`` last, and renames the directory into place; a builder
+that loses the race uses the winner's copy. A directory is trusted only if it has that name and a
+``description.json`` whose key matches, listing files of the sizes found, so a crash at any moment leaves
+nothing a later run accepts.
 
     >>> import tempfile, numpy as np
     >>> from neox_cpt.data.indexed import IndexedDatasetWriter
@@ -24,9 +28,6 @@ are removed by the next builder of the same key. Concurrent builders of one key 
 """
 from __future__ import annotations
 
-import errno
-import fcntl
-import hashlib
 import json
 import logging
 import os
@@ -34,26 +35,25 @@ import shutil
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
-from neox_cpt.data.build import Progress, build_into, describe
-from neox_cpt.data.sources import DESCRIPTION, resolve_sources
+from neox_cpt.data.build import Progress, build_into, describe, plan_draws
+from neox_cpt.data.fingerprint import store_of
+from neox_cpt.data.publish import fsync_dir, make_temp_dir, publish, remove_stale
+from neox_cpt.data.sources import (DESCRIPTION, LOCATION_FIELDS, description_key, locations, resolve_sources,
+                                   write_locations)
 from neox_cpt.data.spec import ReplayIndexSpec
 
 log = logging.getLogger(__name__)
 PathLike = Union[str, "os.PathLike[str]"]
+__all__ = ["build_index", "build_index_distributed", "description_key", "find_index", "index_key", "is_complete"]
 
 
-def description_key(description: Dict[str, Any]) -> str:
-    """sha256 of the canonical JSON (sorted keys, no whitespace) of a description."""
-    canonical = json.dumps(description, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()
-
-
-def index_key(spec: ReplayIndexSpec) -> Tuple[str, Dict[str, Any]]:
-    """(full hex key, description) of a spec; opens the files it names (their identity is in the key)."""
+def index_key(spec: ReplayIndexSpec, cache_dir: Optional[PathLike] = None) -> Tuple[str, Dict[str, Any]]:
+    """(full hex key, description) of a spec. Identifies every source it names: a ``stat`` per file when
+    ``cache_dir`` has a record of that file version, else a hash of its ``.idx`` (recorded there)."""
     spec.validate()
-    description = describe(spec, resolve_sources(spec))
+    description = describe(spec, resolve_sources(spec, store_of(cache_dir)))
     return description_key(description), description
 
 
@@ -72,6 +72,22 @@ def is_complete(path: Path, key: Optional[str] = None) -> bool:
         return all((Path(path) / name).stat().st_size == size for name, size in desc["files"].items())
     except (OSError, ValueError, KeyError, AttributeError):
         return False
+
+
+def _where(description: Dict[str, Any]) -> List[Dict[str, str]]:
+    return [{k: s[k] for k in LOCATION_FIELDS if k in s} for s in description["sources"]]
+
+
+def _adopt(final: Path, description: Dict[str, Any]) -> None:
+    """Point a found index at the sources as this config names them (data copied or moved since the build)."""
+    where = _where(description)
+    if locations(final, json.loads((final / DESCRIPTION).read_text())) != where:
+        log.info("replay index %s: its sources are now at %s", final.name, [w["path"] for w in where])
+        try:
+            write_locations(final, where)
+        except OSError as exc:
+            log.warning("cannot record the new source paths in %s (%s); readers will open the paths of the build",
+                        final, exc)
 
 
 def _prepare_cache_dir(cache_dir: Path) -> None:
@@ -111,9 +127,12 @@ def _progress(progress: Union[bool, Progress, None]) -> Optional[Progress]:
 
 def find_index(spec: ReplayIndexSpec, cache_dir: PathLike) -> Optional[Path]:
     """The published directory of this spec in ``cache_dir``, or None."""
-    key, _ = index_key(spec)
+    key, description = index_key(spec, cache_dir)
     path = Path(cache_dir) / index_dir_name(spec, key)
-    return path if is_complete(path, key) else None
+    if not is_complete(path, key):
+        return None
+    _adopt(path, description)
+    return path
 
 
 def build_index(spec: ReplayIndexSpec, cache_dir: PathLike, progress: Union[bool, Progress, None] = True,
@@ -125,74 +144,34 @@ def build_index(spec: ReplayIndexSpec, cache_dir: PathLike, progress: Union[bool
     process crash is still safe and a power cut is detected by the file sizes in description.json).
     """
     cache_dir = Path(cache_dir)
-    key, description = index_key(spec)
+    key, description = index_key(spec, cache_dir)
     final = cache_dir / index_dir_name(spec, key)
     if is_complete(final, key):
         log.info("replay index %s: reusing %s", spec.name, final)
+        _adopt(final, description)
         return final
+    plan_draws(spec, [dict(e) for e in description["sources"]])  # a refused plan creates nothing
     _prepare_cache_dir(cache_dir)
-    lock_path = cache_dir / f".{index_dir_name(spec, key)}.lock"
-    with open(lock_path, "a") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            log.info("replay index %s: another process is building %s; waiting", spec.name, final.name)
-            fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            if is_complete(final, key):  # built by the process we waited for
-                return final
-            _remove_stale(cache_dir, final)
-            tmp = cache_dir / f".tmp-{final.name}-{os.getpid()}"
-            tmp.mkdir()
-            try:
-                description = dict(description, key=key)
-                t0 = time.monotonic()
-                tick = _progress(progress) or (lambda stage, done, total: None)
-                build_into(tmp, spec, description, tick)
-                if fsync:
-                    for f in sorted(tmp.iterdir()):
-                        with open(f, "rb+") as fh:
-                            os.fsync(fh.fileno())
-                _fsync_dir(tmp)
-                tick("publish", 0, 1)
-                _publish(tmp, final)
-                tick("publish", 1, 1)
-                log.info("replay index %s: built %s in %.1f s", spec.name, final, time.monotonic() - t0)
-            except BaseException:
-                shutil.rmtree(tmp, ignore_errors=True)
-                raise
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-    return final
-
-
-def _remove_stale(cache_dir: Path, final: Path) -> None:
-    """Under the lock nobody else builds this key: any temp dir or incomplete final dir is debris."""
-    for p in cache_dir.glob(f".tmp-{final.name}-*"):
-        log.info("removing leftover of an interrupted build: %s", p)
-        shutil.rmtree(p, ignore_errors=True)
-    if final.exists():
-        log.warning("removing incomplete index directory %s (no valid description.json)", final)
-        shutil.rmtree(final, ignore_errors=True)
-
-
-def _publish(tmp: Path, final: Path) -> None:
+    remove_stale(cache_dir, final.name)
+    tmp = make_temp_dir(cache_dir, final.name)
     try:
-        os.rename(tmp, final)
-    except OSError as exc:
-        if exc.errno in (errno.ENOTEMPTY, errno.EEXIST) and is_complete(final):
-            shutil.rmtree(tmp, ignore_errors=True)  # lost a race (e.g. no working flock): keep the winner's copy
-            return
+        t0 = time.monotonic()
+        tick = _progress(progress) or (lambda stage, done, total: None)
+        build_into(tmp, spec, dict(description, key=key), tick)
+        if fsync:
+            for f in sorted(tmp.iterdir()):
+                with open(f, "rb+") as fh:
+                    os.fsync(fh.fileno())
+        fsync_dir(tmp)
+        tick("publish", 0, 1)
+        published = publish(tmp, final, lambda p: is_complete(p, key))
+        tick("publish", 1, 1)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
         raise
-    _fsync_dir(final.parent)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    log.info("replay index %s: built %s in %.1f s", spec.name, final, time.monotonic() - t0)
+    _adopt(published, description)
+    return published
 
 
 def build_index_distributed(spec: ReplayIndexSpec, cache_dir: PathLike, is_builder: bool,
@@ -202,7 +181,9 @@ def build_index_distributed(spec: ReplayIndexSpec, cache_dir: PathLike, is_build
 
     Call it on every rank that takes part in ``barrier`` (e.g. ``torch.distributed.barrier`` over the
     ranks that load data). Non-builders open nothing until the builder has published; a missing
-    directory after the barrier raises (the builder failed: see its log).
+    directory after the barrier raises (the builder failed: see its log). Only the builder ever hashes a
+    source: it records each file version in ``cache_dir`` (shared by every rank), so the others identify
+    the sources by a ``stat`` each and derive the same key.
     """
     if is_builder:
         try:
@@ -211,7 +192,7 @@ def build_index_distributed(spec: ReplayIndexSpec, cache_dir: PathLike, is_build
             barrier()  # never leave the other ranks waiting, even if the build failed
         return path
     barrier()
-    key, _ = index_key(spec)
+    key, _ = index_key(spec, cache_dir)  # a stat per file: the builder recorded every source it identified
     path = Path(cache_dir) / index_dir_name(spec, key)
     if not is_complete(path, key):
         raise FileNotFoundError(f"{path}: the replay index was not published by the building rank (check its log); "

@@ -44,7 +44,7 @@ FLOAT_CODES = (6, 7)
 _HEADER = struct.Struct("<9sQBQQ")  # magic, version, dtype code, num_sequences, num_doc_idx
 
 PathLike = Union[str, "os.PathLike[str]"]
-_BLOCK = 1 << 20  # sequences per vectorised block of verify() (bounded temporaries)
+_BLOCK = 1 << 20  # entries per block of the full passes (validate, num_tokens, max_token): bounded memory
 
 
 def best_dtype(vocab_size: int) -> np.dtype:
@@ -121,6 +121,7 @@ class IndexedDataset:
         self.pointers: np.ndarray = idx[off: off + 8 * num_seq].view("<i8")
         off += 8 * num_seq
         self.doc_idx: np.ndarray = idx[off: off + 8 * num_doc].view("<i8")
+        self._offsets = (_HEADER.size, _HEADER.size + 4 * num_seq, _HEADER.size + 12 * num_seq)  # sizes, ptrs, doc_idx
         self._check_doc_idx(num_seq)
 
         bin_size = self.bin_path.stat().st_size
@@ -136,7 +137,7 @@ class IndexedDataset:
         self.tokens: np.ndarray = (np.memmap(self.bin_path, dtype=self.dtype, mode="r",
                                              shape=(bin_size // self.dtype.itemsize,))
                                    if bin_size >= self.dtype.itemsize else np.empty(0, self.dtype))
-        self.num_tokens = int(self.sizes.sum(dtype=np.int64))
+        self._num_tokens: Optional[int] = None
         self._identity: Optional[Dict[str, Any]] = None
 
     def _check_doc_idx(self, num_seq: int) -> None:
@@ -149,6 +150,30 @@ class IndexedDataset:
 
     def __len__(self) -> int:
         return len(self.sizes)
+
+    @property
+    def num_tokens(self) -> int:
+        """Tokens in the dataset (the sum of the sizes: read once, on first use, so opening stays O(1))."""
+        if self._num_tokens is None:
+            self._num_tokens = sum(int(b.sum(dtype=np.int64)) for b in self._blocks(0, "<i4", len(self)))
+        return self._num_tokens
+
+    def _blocks(self, which: int, dtype: str, count: int):
+        """``count`` entries of one .idx array (0 sizes, 1 pointers, 2 doc_idx) in blocks of ``_BLOCK``, read
+        with ``pread``: a full pass over a multi-GB index leaves its pages in the page cache, not in this
+        process's resident memory (a memory-mapped pass would count every page it touched)."""
+        item = np.dtype(dtype).itemsize
+        fd = os.open(self.idx_path, os.O_RDONLY)
+        try:
+            for lo in range(0, count, _BLOCK):
+                n = min(_BLOCK, count - lo)
+                data = os.pread(fd, n * item, self._offsets[which] + lo * item)
+                if len(data) != n * item:
+                    raise ValueError(f"{self.idx_path}: shorter than its header says (the file changed while "
+                                     f"being read?); re-run the command")
+                yield np.frombuffer(data, dtype)
+        finally:
+            os.close(fd)
 
     def __getitem__(self, i: int) -> np.ndarray:
         return self.get(i)
@@ -180,18 +205,21 @@ class IndexedDataset:
         >>> IndexedDataset(prefix).validate().num_tokens
         3
         """
-        d = self.doc_idx
-        for lo in range(0, max(len(d) - 1, 0), _BLOCK):
-            hi = min(lo + _BLOCK, len(d) - 1)
-            falls = np.flatnonzero(d[lo + 1: hi + 1] < d[lo: hi])
+        previous, lo = None, 0  # the last entry of the block before: falls across blocks are found too
+        for block in self._blocks(2, "<i8", len(self.doc_idx)):
+            joined = block if previous is None else np.concatenate(([previous], block))
+            falls = np.flatnonzero(joined[1:] < joined[:-1])
             if len(falls):
-                i = lo + int(falls[0]) + 1
-                raise ValueError(f"{self.idx_path}: inconsistent doc_idx (entry {i} = {int(d[i])} is below entry "
-                                 f"{i - 1} = {int(d[i - 1])}): it must rise from 0 to the number of sequences "
-                                 f"({len(self.sizes)}); re-run preprocessing to rewrite the dataset")
+                i = lo + int(falls[0]) + (1 if previous is None else 0)
+                raise ValueError(f"{self.idx_path}: inconsistent doc_idx (entry {i} = {int(self.doc_idx[i])} is "
+                                 f"below entry {i - 1} = {int(self.doc_idx[i - 1])}): it must rise from 0 to the "
+                                 f"number of sequences ({len(self.sizes)}); re-run preprocessing to rewrite the "
+                                 f"dataset")
+            previous, lo = int(block[-1]), lo + len(block)
         n, itemsize, running = len(self.sizes), self.dtype.itemsize, 0
-        for lo in range(0, n, _BLOCK):
-            sizes = np.asarray(self.sizes[lo: lo + _BLOCK], np.int64)
+        blocks = zip(self._blocks(0, "<i4", n), self._blocks(1, "<i8", n))
+        for lo, (sizes32, pointers) in zip(range(0, n, _BLOCK), blocks):
+            sizes = sizes32.astype(np.int64)
             negative = np.flatnonzero(sizes < 0)
             if len(negative):
                 i = lo + int(negative[0])
@@ -202,12 +230,13 @@ class IndexedDataset:
             np.cumsum(sizes[:-1], out=expected[1:])
             expected[1:] += running
             running += int(sizes.sum())
-            bad = np.flatnonzero(expected * itemsize != self.pointers[lo: lo + _BLOCK])
+            bad = np.flatnonzero(expected * itemsize != pointers)
             if len(bad):
                 i = lo + int(bad[0])
                 raise ValueError(f"{self.idx_path}: pointer of sequence {i} is {int(self.pointers[i])} but the "
                                  f"sizes before it say {int(expected[bad[0]]) * itemsize} (the running sum); the "
                                  f"index is corrupt: re-run preprocessing")
+        self._num_tokens = running
         bin_size = self.bin_path.stat().st_size
         if running * itemsize != bin_size:
             raise ValueError(f"{self.bin_path}: {bin_size} bytes but the sizes in {self.idx_path.name} add up to "

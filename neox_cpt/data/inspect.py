@@ -11,8 +11,7 @@ from typing import Any, Dict, List
 
 import numpy as np
 
-from neox_cpt.data.cache import description_key
-
+from neox_cpt.data.sources import check_sources, description_key
 
 
 def share_table(counts: Dict[str, Any]) -> str:
@@ -29,18 +28,18 @@ def share_table(counts: Dict[str, Any]) -> str:
 
 
 def verify_index(index_dir: Path, check_files: bool = True) -> List[str]:
-    """Every inconsistency found (empty list: the index matches its description)."""
+    """Every inconsistency found (empty list: the index matches its description and, with ``check_files``,
+    its sources -- transitively, through the indexes it replays from -- are what it was built on)."""
     index_dir = Path(index_dir)
     problems: List[str] = []
     desc = json.loads((index_dir / "description.json").read_text())
     counts = json.loads((index_dir / "counts.json").read_text())
     key = desc.get("key", "")
-    body = {k: v for k, v in desc.items() if k not in ("key", "arrays", "files")}
     for name, size in desc.get("files", {}).items():
         actual = (index_dir / name).stat().st_size if (index_dir / name).exists() else None
         if actual != size:
             problems.append(f"{name}: {actual} bytes, description.json says {size}")
-    if description_key(body) != key:
+    if description_key(desc) != key:
         problems.append("description.json does not hash to its key (edited by hand?)")
     if not index_dir.name.endswith("-" + key[:16]):
         problems.append(f"directory name {index_dir.name!r} does not end in the key prefix {key[:16]!r}")
@@ -73,26 +72,12 @@ def verify_index(index_dir: Path, check_files: bool = True) -> List[str]:
                 arr = np.load(index_dir / f"source{i}_{suffix}.npy", mmap_mode="r")
                 if len(arr) != c["samples"]:
                     problems.append(f"source{i}_{suffix}.npy has {len(arr)} entries, expected {c['samples']}")
-        if check_files and e["kind"] == "data":
-            problems += _check_identity(e)
     replay = int(sum(c["samples"] for c in counts["sources"] if c["group"] == "replay"))
     if replay != (ppm * n) // 1_000_000:
         problems.append(f"replay group has {replay} samples, expected floor({ppm} x {n} / 1e6)")
+    if check_files:  # every source, and every source of an index this one replays from
+        problems += check_sources(index_dir)
     return problems
-
-
-def _check_identity(entry: Dict[str, Any]) -> List[str]:
-    from neox_cpt.data.indexed import IndexedDataset
-
-    try:
-        now = IndexedDataset(entry["path"]).identity()
-    except (OSError, ValueError) as exc:
-        return [f"source {entry['name']}: cannot open {entry['path']}: {exc}"]
-    if now != entry["identity"]["data"]:
-        changed = sorted(k for k in now if now[k] != entry["identity"]["data"].get(k))
-        return [f"source {entry['name']}: {entry['path']} changed since the build ({', '.join(changed)}); "
-                f"rebuild the index (a training run with this config would build a new one)"]
-    return []
 
 
 def summary(index_dir: Path) -> str:

@@ -39,6 +39,8 @@ DATA_KEYS: Dict[str, KeySpec] = {
                                     "in the order they were seen)"),
     "cpt_replay_allow_cycling": KeySpec(bool, "false", "seen-only: allow drawing more samples than were consumed "
                                         "(cycles reported)"),
+    "cpt_max_epochs": KeySpec(int, "1000", "the most epochs a data source may be cycled over: a source too small "
+                              "for its share (e.g. a test file in a production config) is refused before building"),
     "cpt_valid_data_paths": KeySpec(list, "NeoX `valid_data_paths`", "validation sources, each evaluated and "
                                     "logged separately; `build-index` prebuilds one `SourceDataset` index per source "
                                     "sized as NeoX sizes validation ((stage iters // eval_interval + 1) x eval_iters x "

@@ -76,6 +76,8 @@ class ReplayIndexSpec:
     """Seed of every document and sample order."""
     allow_cycling: bool = False
     """Seen-only sources: allow drawing more samples than were consumed (cycled, reported)."""
+    max_epochs: int = 1000
+    """Data sources: the most epochs one may be cycled over before the build is refused (not in the key)."""
     name: str = "stage"
     """Name of the cache directory (``<name>-<hash>``); not part of the key."""
 
@@ -98,6 +100,8 @@ class ReplayIndexSpec:
                              f"(train_iters x train_batch_size)")
         if int(self.seq_length) != self.seq_length or self.seq_length < 1:
             raise ValueError(f"seq_length={self.seq_length!r}: must be a positive integer")
+        if not isinstance(self.max_epochs, int) or isinstance(self.max_epochs, bool) or self.max_epochs < 1:
+            raise ValueError(f"cpt_max_epochs={self.max_epochs!r}: must be a positive integer (default 1000)")
         if int(self.seed) != self.seed or not (0 <= self.seed < 2**63):
             raise ValueError(f"seed={self.seed!r}: must be an integer in [0, 2^63)")
         if self.num_samples * 1_000_000 >= 2**63:
@@ -268,6 +272,7 @@ def replay_spec_from_config(cfg: Mapping[str, Any], num_samples: Optional[int] =
         num_samples=int(num_samples) if num_samples is not None else num_samples_from_config(cfg),
         seq_length=int(cfg.get("seq_length", 2048)), seed=int(cfg.get("seed", 1234)),
         allow_cycling=bool(cfg.get("cpt_replay_allow_cycling", False)),
+        max_epochs=cfg.get("cpt_max_epochs", 1000),
         name=str(cfg.get("cpt_stage_name") or "stage"),
     ).validate()
 

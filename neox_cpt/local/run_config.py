@@ -17,7 +17,7 @@ SCRATCH = "scratch"
 PREVIOUS = "previous"
 # cpt_ keys a stage may set besides the schedule keys (the rest of the replay keys are generated from
 # `sources` / `replay_sources` / `replay_frac`).
-EXTRA_STAGE_CPT_KEYS = ("cpt_replay_weighting", "cpt_replay_allow_cycling")
+EXTRA_STAGE_CPT_KEYS = ("cpt_replay_weighting", "cpt_replay_allow_cycling", "cpt_max_epochs")
 GENERATED_KEYS = ("cpt_train_data_paths", "cpt_train_data_weights", "cpt_replay_data_paths",
                   "cpt_replay_data_weights", "cpt_replay_frac", "cpt_stage_iters", "cpt_stage_tokens",
                   "cpt_stage_name", "cpt_index_cache_dir")

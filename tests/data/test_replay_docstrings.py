@@ -5,7 +5,8 @@ import importlib
 import pytest
 
 MODULES = ["neox_cpt.data.spec", "neox_cpt.data.reference", "neox_cpt.data.neox_index", "neox_cpt.data.sources",
-           "neox_cpt.data.build", "neox_cpt.data.cache", "neox_cpt.data.dataset", "neox_cpt.data.inspect"]
+           "neox_cpt.data.build", "neox_cpt.data.cache", "neox_cpt.data.dataset", "neox_cpt.data.inspect",
+           "neox_cpt.data.fingerprint", "neox_cpt.data.publish", "neox_cpt.data.housekeeping", "neox_cpt.native"]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -267,3 +267,22 @@ def test_sources_with_the_same_file_name_get_distinct_names(tmp_path):
     ds = ReplayDataset(build_index(spec, tmp_path / "c", progress=False))
     assert ds.source_names == ["text_document", "text_document#2"]
     assert [ds[i]["text"][0] for i in range(4)] == [1, 2, 1, 2]
+
+
+def test_a_source_cycled_over_more_than_max_epochs_is_refused_before_building(tmp_path):
+    """A source far too small for its share (a test file left in a production config) is refused naming the
+    file, the epochs and cpt_max_epochs; nothing is published; raising the key allows it."""
+    new = write_docs(tmp_path / "new", numbered_docs(random_sizes(40, 1), base=0))
+    tiny = write_docs(tmp_path / "tiny", [[10000, 10001, 10002]])  # 3 tokens
+    spec = spec_of(new, tiny, num_samples=2000)  # 500 replay samples x 9 tokens from 3 tokens: 1500 epochs
+    with pytest.raises(ValueError, match=r"data source \S*tiny: this stage draws 500 samples \(4001 tokens\)"):
+        build_index(spec, tmp_path / "c", progress=False)
+    with pytest.raises(ValueError, match=r"from its 3 tokens, 1334 epochs, above cpt_max_epochs = 1000"):
+        build_index(spec, tmp_path / "c", progress=False)
+    assert not (tmp_path / "c").exists()  # refused before the cache directory is created
+    path = build_index(spec_of(new, tiny, num_samples=2000, max_epochs=2000), tmp_path / "c", progress=False)
+    assert json.load(open(path / "counts.json"))["sources"][1]["epochs"] == 1334
+    assert index_key(spec) == index_key(spec_of(new, tiny, num_samples=2000, max_epochs=2000))  # not in the key
+    with pytest.raises(ValueError, match=r"cpt_max_epochs=0: must be a positive integer"):
+        replay_spec_from_config({"cpt_train_data_paths": [new], "cpt_max_epochs": 0, "train_iters": 10,
+                                 "train_batch_size": 4, "seq_length": 8})

@@ -59,11 +59,20 @@ def test_seen_only_replay_reshuffled_draws_only_consumed_samples(neox_run, tmp_p
     assert sorted(replay_tokens(path)) == sorted([SAMPLES[2], SAMPLES[0], SAMPLES[3]])
 
 
+
+def test_a_rewritten_stock_neox_index_file_is_refused_on_open(neox_run, tmp_path):
+    new, prefix = neox_run
+    path = build_index(seen_spec(new, prefix, consumed=3, num_samples=6), tmp_path / "c", progress=False)
+    np.save(prefix + "_shuffle_idx.npy", np.array([0, 2, 3, 1], np.uint32))  # same size, another order
+    with pytest.raises(ValueError, match="_shuffle_idx.npy differ"):
+        ReplayDataset(path)
+    assert build_index(seen_spec(new, prefix, consumed=3, num_samples=6), tmp_path / "c", progress=False) != path
+
 def test_over_requesting_a_seen_only_source_fails_unless_cycling_is_allowed(neox_run, tmp_path):
     new, prefix = neox_run
     with pytest.raises(ValueError, match="cpt_replay_allow_cycling"):
         build_index(seen_spec(new, prefix, consumed=3, num_samples=8), tmp_path / "c", progress=False)
-    assert not [p for p in (tmp_path / "c").iterdir() if p.is_dir()]  # nothing published, no temp dir left
+    assert not (tmp_path / "c").exists()  # refused before the cache directory is created
     path = build_index(seen_spec(new, prefix, consumed=3, num_samples=8, allow_cycling=True), tmp_path / "c",
                        progress=False)
     assert replay_tokens(path) == [SAMPLES[2], SAMPLES[0], SAMPLES[3], SAMPLES[2]]
