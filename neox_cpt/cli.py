@@ -21,6 +21,8 @@ from typing import Optional, Sequence
 SUBCOMMANDS = {
     "schedule": ("neox_cpt.commands.schedule", "print or plot the LR schedule of one or more stage configs"),
     "preprocess": ("neox_cpt.commands.preprocess", "tokenize text/JSONL into NeoX .bin/.idx files"),
+    "preflight": ("neox_cpt.commands.preflight", "print every decision the NeoX plugin takes at launch, and the "
+                  "problems, without NeoX or a GPU"),
     "build-index": ("neox_cpt.commands.build_index", "build (or reuse) the replay blend index of a config"),
     "inspect-index": ("neox_cpt.commands.inspect_index", "summarise and verify a built index directory"),
     "index-cache": ("neox_cpt.commands.index_cache", "list an index cache directory and prune unused indexes"),

@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"index: {path}")
     print(share_table(json.loads((path / "counts.json").read_text())))
     num_valid = valid_num_samples_from_config(cfg)
-    for _name, prefix in valid_sources(cfg):
+    for _name, prefix in valid_sources(cfg) if num_valid else []:  # eval_iters: 0: NeoX evaluates nothing
         ds = SourceDataset(prefix, spec.seq_length, num_valid, spec.seed, cache_dir)
         print(f"validation index: {ds.index_dir} ({len(ds):,} samples of {prefix})")
     return 0

@@ -14,6 +14,9 @@ dataset's own count). This module only reads; it shares no code with NeoX.
 
     >>> parse_neox_index_prefix("/d/pile_text_document_train_indexmap_80ns_2048sl_1234s_packedpi_ac")["seq_length"]
     2048
+    >>> info = parse_neox_index_prefix("/d/pile_text_document_train_0_indexmap_80ns_2048sl_1234s_packedpi_ac")
+    >>> info["data_prefix"], info["name"]
+    ('/d/pile_text_document', 'train_0')
 """
 from __future__ import annotations
 
@@ -25,8 +28,10 @@ import numpy as np
 
 from neox_cpt.data.indexed import IndexedDataset
 
-_NAME = re.compile(r"^(?P<data>.+)_(?P<name>[^_/]+)_indexmap_(?P<ns>\d+)ns_(?P<sl>\d+)sl_(?P<seed>\d+)s_"
-                   r"(?P<packing>[a-z_]+?)pi(?P<ac>_ac)?$")
+# NeoX names its datasets "train"/"valid"/"test" (data_path) or "train_0", "train_1", ... (train_data_paths,
+# data_utils.py:372): the name is matched as one of those, so a "_0" is never taken as part of the data prefix.
+_NAME = re.compile(r"^(?P<data>.+)_(?P<name>(?:train|valid|test)(?:_\d+)?)_indexmap_(?P<ns>\d+)ns_(?P<sl>\d+)sl_"
+                   r"(?P<seed>\d+)s_(?P<packing>[a-z_]+?)pi(?P<ac>_ac)?$")
 SUFFIXES = ("_doc_idx.npy", "_sample_idx.npy", "_shuffle_idx.npy")
 
 
@@ -38,8 +43,8 @@ def parse_neox_index_prefix(prefix: str) -> Dict[str, Any]:
     m = _NAME.match(prefix)
     if not m:
         raise ValueError(f"cpt_replay_index_paths: {prefix!r} is not a GPT-NeoX index prefix; expected "
-                         f"'{{data_prefix}}_{{name}}_indexmap_{{N}}ns_{{seq}}sl_{{seed}}s_{{packing}}pi[_ac]' "
-                         f"(the part before _doc_idx.npy)")
+                         f"'{{data_prefix}}_{{name}}_indexmap_{{N}}ns_{{seq}}sl_{{seed}}s_{{packing}}pi[_ac]' with "
+                         f"name train, train_0, train_1, ... (the part before _doc_idx.npy)")
     return {"prefix": prefix, "data_prefix": m["data"], "name": m["name"], "num_samples": int(m["ns"]),
             "seq_length": int(m["sl"]), "seed": int(m["seed"]), "packing": m["packing"], "allow_chopped": bool(m["ac"])}
 
@@ -67,7 +72,13 @@ class NeoXIndexReader:
         self.doc_idx, self.sample_idx, self.shuffle_idx = (np.load(p, mmap_mode="r", allow_pickle=False) for p in paths)
         if self.sample_idx.ndim != 2 or self.sample_idx.shape[1] != 2:
             raise ValueError(f"{paths[1]}: shape {self.sample_idx.shape}, expected [num_samples + 1, 2]")
-        self.data = IndexedDataset(data_prefix or info["data_prefix"])
+        data_prefix = data_prefix or info["data_prefix"]
+        if not all(os.path.isfile(f"{data_prefix}{ext}") for ext in (".bin", ".idx")):
+            given = "cpt_replay_data_paths entry" if data_prefix != info["data_prefix"] else \
+                "the data prefix parsed from the cpt_replay_index_paths entry"
+            raise FileNotFoundError(f"{data_prefix}.bin/.idx: not found ({given} {self.prefix!r}); the NeoX index "
+                                    f"files refer to that data: set cpt_replay_data_paths to its .bin/.idx prefix")
+        self.data = IndexedDataset(data_prefix)
         self.num_samples = int(min(len(self.shuffle_idx), len(self.sample_idx) - 1))
 
     def identity(self) -> Dict[str, Any]:

@@ -20,11 +20,12 @@ the run opens.
 import functools
 import logging
 import os
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, Optional
 
 from neox_cpt.data.spec import valid_num_samples, valid_sources
 from neox_cpt.neox import integration
-from neox_cpt.neox.patches import _log_rank0, overridden, prepare_stage
+from neox_cpt.neox.plan import LaunchPlan
+from neox_cpt.neox.runtime import log_rank0, overridden, prepare
 
 logger = logging.getLogger(__name__)
 
@@ -37,10 +38,6 @@ class PerSourceIterators:
 
     def __repr__(self) -> str:
         return f"PerSourceIterators({list(self.iterators)})"
-
-
-def stage_length(neox_args: Any) -> int:
-    return getattr(neox_args, "_cpt_stage_iters", None) or neox_args.train_iters
 
 
 def _is_loader_rank(neox_args: Any) -> bool:
@@ -68,35 +65,32 @@ def _broadcast_flags(neox_args: Any, do_train: bool, do_valid: bool, do_test: bo
     neox_args.do_train, neox_args.do_valid, neox_args.do_test = (int(x) for x in flags.tolist())
 
 
-def build_replay_loaders(neox_args: Any, cfg: Dict[str, Any]) -> Dict[str, Any]:
+def build_replay_loaders(neox_args: Any, plan: LaunchPlan) -> Dict[str, Any]:
     import torch.distributed as dist
     from megatron.data.data_utils import make_data_loader
 
-    num_iters = stage_length(neox_args)
-    num_samples = num_iters * neox_args.train_batch_size
-    start = 0
-    if integration.continues_parent_data(cfg):  # an anneal branch: the parent's index from the branch point
-        index_dir, start = integration.parent_data(cfg)
-        cache_dir = cfg.get("cpt_index_cache_dir") or os.path.dirname(os.path.abspath(index_dir))
+    num_iters, num_samples, start = plan.stage_iters, plan.num_samples, plan.data_start
+    if plan.data == "parent":  # an anneal branch: the parent's index from the branch point (fixed at its start)
+        index_dir = plan.parent_index
+        cache_dir = plan.cfg.get("cpt_index_cache_dir") or os.path.dirname(os.path.abspath(index_dir))
         left = len(integration.replay_dataset(index_dir, start_sample=start))
         if left < num_samples:
             raise ValueError(f"cpt_continue_parent_data: the parent's index {index_dir} holds {left} samples after "
                              f"position {start}, the branch needs {num_samples} ({num_iters} iters x "
-                             f"{neox_args.train_batch_size}); branch off earlier or shorten cpt_stage_iters")
+                             f"{plan.train_batch_size}); branch off earlier or shorten cpt_stage_iters")
     else:
-        spec = integration.replay_spec(cfg, num_samples=num_samples)
-        cache_dir = integration.cache_dir(cfg)
-        index_dir = integration.build_replay_index(spec, cache_dir, is_builder=dist.get_rank() == 0,
+        cache_dir = integration.cache_dir(plan.cfg)
+        index_dir = integration.build_replay_index(plan.index_spec(), cache_dir, is_builder=dist.get_rank() == 0,
                                                    barrier=dist.barrier)
-    neox_args._cpt_index_dir, neox_args._cpt_data_start = str(index_dir), start
+    neox_args._cpt_index_dir = str(index_dir)
     loader_rank = _is_loader_rank(neox_args)
     train = (make_data_loader(integration.replay_dataset(index_dir, start_sample=start), neox_args=neox_args)
              if loader_rank else None)
-    valid = build_valid_loaders(neox_args, cfg, num_iters, cache_dir, loader_rank)
-    _log_rank0(f"neox-cpt: replay index {index_dir} from sample {start} ({num_samples} samples = {num_iters} iters x "
-               f"{neox_args.train_batch_size}); validation sources {sorted(valid.iterators) if valid else []}")
+    valid = build_valid_loaders(neox_args, plan.cfg, num_iters, cache_dir, loader_rank)
+    log_rank0(f"neox-cpt: replay index {index_dir} from sample {start} ({num_samples} samples = {num_iters} iters x "
+              f"{plan.train_batch_size}); validation sources {sorted(valid.iterators) if valid else []}")
     do_train = train is not None and num_iters > 0
-    do_valid = valid is not None and loader_rank and neox_args.eval_iters > 0
+    do_valid = valid is not None and loader_rank
     _broadcast_flags(neox_args, do_train, do_valid, False)
     return {"train": train, "valid": valid, "test": None}
 
@@ -108,8 +102,8 @@ def build_valid_loaders(neox_args: Any, cfg: Dict[str, Any], num_iters: int, cac
     from megatron.data.data_utils import make_data_loader
 
     sources = valid_sources(cfg)
-    if not sources:
-        return None
+    if not sources or not neox_args.eval_iters or not neox_args.eval_interval:
+        return None  # NeoX evaluates nothing then (eval_iters: 0), so there is nothing to size or open
     num_samples = valid_num_samples(num_iters, neox_args.train_batch_size, neox_args.eval_interval,
                                     neox_args.eval_iters)
     loaders: Dict[str, Any] = {}
@@ -126,15 +120,18 @@ def build_valid_loaders(neox_args: Any, cfg: Dict[str, Any], num_iters: int, cac
 def wrap_build_loaders(stock: Callable) -> Callable:
     @functools.wraps(stock)
     def build_train_valid_test_data_loaders(neox_args):
-        cfg = prepare_stage(neox_args)
-        if integration.uses_replay(cfg) or integration.continues_parent_data(cfg):
-            return build_replay_loaders(neox_args, cfg)
-        if integration.uses_stage(cfg):
-            with overridden(neox_args, train_iters=neox_args._cpt_stage_iters):
+        plan = prepare(neox_args)
+        if plan is None:
+            return stock(neox_args)
+        if plan.data in ("replay", "parent"):
+            return build_replay_loaders(neox_args, plan)
+        if plan.is_stage:
+            with overridden(neox_args, train_iters=plan.stage_iters):
                 loaders = stock(neox_args)  # NeoX's datasets, sized to the stage
-            if valid_sources(cfg):  # per-source validation instead of NeoX's blended one
-                loaders["valid"] = build_valid_loaders(neox_args, cfg, neox_args._cpt_stage_iters,
-                                                       integration.cache_dir(cfg), _is_loader_rank(neox_args))
+            if valid_sources(plan.cfg):  # per-source validation instead of NeoX's blended one
+                valid = build_valid_loaders(neox_args, plan.cfg, plan.stage_iters, integration.cache_dir(plan.cfg),
+                                            _is_loader_rank(neox_args))
+                loaders["valid"] = valid if valid is not None else loaders.get("valid")
             return loaders
         return stock(neox_args)
 
@@ -148,8 +145,8 @@ def stage_position(neox_args: Any) -> int:
 def wrap_shift_and_wrap(stock: Callable) -> Callable:
     @functools.wraps(stock)
     def shift_and_wrap_data_loaders(neox_args, data_loaders, loop=True):
-        cfg = prepare_stage(neox_args)
-        if not (integration.uses_replay(cfg) or integration.uses_stage(cfg)):
+        plan = prepare(neox_args)
+        if plan is None or not (plan.is_stage or plan.data != "neox"):
             return stock(neox_args, data_loaders, loop=loop)
         position = stage_position(neox_args)
         train = data_loaders.get("train")
@@ -165,7 +162,7 @@ def wrap_shift_and_wrap(stock: Callable) -> Callable:
             train_it, valid_it, test_it = stock(neox_args, plain, loop=loop)
         if per_source is not None:
             valid_it = shift_per_source(neox_args, per_source, position, loop)
-        _log_rank0(f"neox-cpt: data position {position} iterations into the stage ({skip} micro-batches skipped)")
+        log_rank0(f"neox-cpt: data position {position} iterations into the stage ({skip} micro-batches skipped)")
         return train_it, valid_it, test_it
 
     return shift_and_wrap_data_loaders

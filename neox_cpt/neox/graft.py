@@ -45,6 +45,11 @@ def validate(neox_args: Any) -> None:
     cfg = as_mapping(neox_args)
     if not keys.plugin_values(cfg):
         return
+    from neox_cpt.neox import compat
+
+    problem = compat.problem()
+    if problem is not None:  # NeoX was left unpatched: a cpt_* run must not train as stock NeoX
+        raise RuntimeError(problem)
     keys.stage_config(cfg)
     from neox_cpt.neox import integration  # validation functions of the schedule and data owners
 
@@ -73,7 +78,12 @@ def as_mapping(neox_args: Any) -> dict:
 
 
 def apply(module: Any) -> None:
-    """Patch ``megatron.neox_arguments.arguments`` in place (idempotent)."""
+    """Patch ``megatron.neox_arguments.arguments`` in place (idempotent); a module without NeoX's
+    ``NeoXArgs``/``BASE_CLASSES``/``NEOX_ARG_CLASSES`` is left alone (its ``cpt_*`` keys then fail as unknown)."""
+    if not all(hasattr(module, name) for name in ("NeoXArgs", "BASE_CLASSES", "NEOX_ARG_CLASSES")):
+        logger.warning("neox-cpt: %s has no NeoXArgs/BASE_CLASSES/NEOX_ARG_CLASSES (tested with GPT-NeoX ea7aefd); "
+                       "the cpt_* keys were not added", module.__name__)
+        return
     old = module.NeoXArgs
     if any(b.__name__ == GRAFT_CLASS_NAME for b in old.__bases__):
         return
@@ -88,7 +98,10 @@ def apply(module: Any) -> None:
 
     def __post_init__(self) -> None:
         validate(self)  # first, so a bad plugin key gets our message rather than a NeoX type error
+        batch_known = getattr(self, "train_batch_size", None) is not None
         stock_post_init(self)
+        if not batch_known:  # NeoX has now derived train_batch_size: check the sizes that need it
+            validate(self)
 
     namespace["__post_init__"] = __post_init__
     new = dataclasses.dataclass(type(old.__name__, tuple(bases), namespace))

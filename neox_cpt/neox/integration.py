@@ -28,12 +28,6 @@ def continues_parent_data(cfg: Mapping[str, Any]) -> bool:
     return bool(cfg.get("cpt_continue_parent_data")) and uses_stage(cfg)
 
 
-def parent_data(cfg: Mapping[str, Any]):
-    from neox_cpt.neox.stages import parent_data as read
-
-    return read(cfg["cpt_init_checkpoint"])
-
-
 def uses_schedule(cfg: Mapping[str, Any]) -> bool:
     """The plugin's scheduler replaces AnnealingLR in a stage or when any schedule key is set."""
     from neox_cpt.schedules.config import SCHEDULE_KEYS
@@ -60,7 +54,15 @@ def stage_iters(cfg: Mapping[str, Any]) -> int:
 
 
 def validate(cfg: Mapping[str, Any]) -> None:
-    """Each owner's validation function on the whole mapping (they ignore keys they do not own)."""
+    """Each owner's validation function on the whole mapping (they ignore keys they do not own).
+
+    NeoX derives ``train_batch_size`` (micro batch x accumulation x data-parallel size) only after our keys
+    are validated; until then a size that needs it is checked with a batch of 1, and the graft validates
+    again once NeoX has derived it."""
+    from neox_cpt.schedules.stage import global_batch_size
+
+    if global_batch_size(cfg) is None:
+        cfg = dict(cfg, train_batch_size=1)
     if uses_schedule(cfg):
         from neox_cpt.schedules.config import validate_schedule_config
 
@@ -74,7 +76,9 @@ def validate(cfg: Mapping[str, Any]) -> None:
     if uses_replay(cfg):
         if seen_only_needs_consumed(cfg):  # the plugin fills it from cpt_init_checkpoint at launch
             cfg = dict(cfg, cpt_replay_consumed_samples=[1] * len(cfg.get("cpt_replay_index_paths") or [1]))
-        replay_spec(cfg, num_samples=None)
+        # The size needs the global batch, which NeoX derives only later (micro batch x accumulation x
+        # data-parallel size); the launch plan sizes the index once it is known.
+        replay_spec(cfg, num_samples=1)
 
 
 def seen_only_needs_consumed(cfg: Mapping[str, Any]) -> bool:

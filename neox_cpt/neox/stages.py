@@ -1,4 +1,6 @@
-"""Stage start vs. resume, decided from the checkpoint directories alone (stdlib only).
+"""What the checkpoint directories say: stage start vs. resume, a parent's data position, its consumed samples.
+
+Stdlib only (PyYAML, a core dependency, for the YAML files NeoX archives beside a checkpoint).
 
 A stage YAML names the checkpoint it starts from (``cpt_init_checkpoint``) and where it saves (``save``).
 Every checkpoint the stage writes gets a sidecar ``<save>/global_stepN/neox_cpt_stage.json`` (written
@@ -18,7 +20,7 @@ from ``cpt_init_checkpoint`` otherwise. NeoX's tag convention is ``global_step{i
 import json
 import os
 import re
-from typing import Any, Dict, NamedTuple, Optional, Tuple
+from typing import Any, Dict, Mapping, NamedTuple, Optional, Tuple, Union
 
 SIDECAR = "neox_cpt_stage.json"
 _TAG = re.compile(r"^global_step(\d+)$")
@@ -110,9 +112,10 @@ def write_sidecar(save_dir: str, iteration: int, record: Dict[str, Any]) -> str:
     return path
 
 
-def parent_data(init_checkpoint: str) -> Tuple[str, int]:
-    """(replay index directory, index position) of the stage that wrote ``init_checkpoint``, from its sidecar."""
-    ref = resolve_checkpoint(init_checkpoint)
+def parent_data(init_checkpoint: Union[str, CheckpointRef]) -> Tuple[str, int]:
+    """(replay index directory, index position) of the stage that wrote ``init_checkpoint`` (a path, resolved
+    through its ``latest``, or a resolved reference), from its sidecar."""
+    ref = init_checkpoint if isinstance(init_checkpoint, CheckpointRef) else resolve_checkpoint(init_checkpoint)
     sidecar = read_sidecar(ref.load_dir, ref.tag) or {}
     if not sidecar.get("replay_index"):
         raise ValueError(f"cpt_continue_parent_data: {ref.load_dir}/{ref.tag} has no {SIDECAR} naming a replay index; "
@@ -120,3 +123,54 @@ def parent_data(init_checkpoint: str) -> Tuple[str, int]:
                          "remove cpt_continue_parent_data and give the branch its own data keys")
     # index_position = data start of that stage in its index + samples it consumed (older sidecars: start 0)
     return str(sidecar["replay_index"]), int(sidecar.get("index_position", sidecar["samples_consumed"]))
+
+
+def seen_consumed(cfg: Mapping[str, Any], ref: CheckpointRef) -> Tuple[Tuple[int, ...], str]:
+    """How many samples the run that wrote ``ref`` consumed from the one seen-only index, and the source.
+
+    A neox-cpt stage knows it exactly (its sidecar's ``index_position``: a branch's or a resumed stage's
+    position in its index); a stock NeoX checkpoint only has its iteration: iteration x that run's
+    ``train_batch_size`` (from the YAML NeoX archived beside the checkpoint, else this run's)."""
+    paths = list(cfg.get("cpt_replay_index_paths") or [])
+    if len(paths) != 1:
+        raise ValueError(f"cpt_replay_consumed_samples: unset with {len(paths)} cpt_replay_index_paths; the plugin "
+                         "can only infer it for one index (the run that wrote cpt_init_checkpoint): list one "
+                         "count per index")
+    where = f"{ref.load_dir}/{ref.tag}"
+    side = read_sidecar(ref.load_dir, ref.tag)
+    if side is not None:
+        index = side.get("replay_index")
+        if index:
+            if os.path.realpath(str(paths[0])) != os.path.realpath(index):
+                raise ValueError(f"cpt_replay_index_paths: {paths[0]!r}, but cpt_init_checkpoint {where} was written "
+                                 f"by neox-cpt stage {side.get('stage_name')!r}, which trained on the replay index "
+                                 f"{index}; set cpt_replay_index_paths: [{index}] (or give "
+                                 "cpt_replay_consumed_samples for another index)")
+            count = int(side.get("index_position", side["samples_consumed"]))
+            return (count,), f"index_position of {where}/{SIDECAR} (stage {side.get('stage_name')!r})"
+        return (int(side["samples_consumed"]),), \
+            f"samples_consumed of {where}/{SIDECAR} (stage {side.get('stage_name')!r} on NeoX's datasets)"
+    batch, origin = archived_batch(ref), "as archived with that checkpoint"
+    if batch is None:
+        batch, origin = int(cfg["train_batch_size"]), "this run's (set cpt_replay_consumed_samples if it differed)"
+    return (ref.iteration * batch,), f"iteration {ref.iteration} x train_batch_size {batch} of {where} ({origin})"
+
+
+def archived_batch(ref: CheckpointRef) -> Optional[int]:
+    """``train_batch_size`` in the YAML files NeoX archives in ``<tag>/configs/`` (None if absent)."""
+    directory = os.path.join(ref.load_dir, ref.tag, "configs")
+    if not os.path.isdir(directory):
+        return None
+    import yaml
+
+    for name in sorted(os.listdir(directory)):
+        try:
+            with open(os.path.join(directory, name)) as f:
+                data = yaml.safe_load(f)
+        except (OSError, yaml.YAMLError):
+            continue
+        if isinstance(data, dict):
+            value = data.get("train_batch_size", data.get("train-batch-size"))
+            if isinstance(value, int) and not isinstance(value, bool):
+                return value
+    return None

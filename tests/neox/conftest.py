@@ -52,3 +52,18 @@ def stock_standin(monkeypatch):
         yield SimpleNamespace(arguments=arguments, training=training, NeoXArgs=arguments.NeoXArgs)
     finally:
         _drop_megatron()
+
+
+@pytest.fixture(scope="session")
+def gloo():
+    """A gloo process group of size 1 (the replay loaders broadcast flags and use barriers)."""
+    torch = pytest.importorskip("torch")
+    import socket
+
+    dist = torch.distributed
+    if not dist.is_initialized():
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=1)
+    yield

@@ -115,7 +115,8 @@ def test_anneal_branch_continues_the_parent_stage_data_from_the_branch_point(sta
     # a branch longer than what is left of the parent's index is refused
     with pytest.raises(ValueError, match=r"holds 64 samples after position 96, the branch needs 72"):
         standin.training.build_train_valid_test_data_loaders(
-            neox_args=standin.NeoXArgs.from_dict(dict(branch, cpt_stage_iters=9, train_iters=9)))
+            neox_args=standin.NeoXArgs.from_dict(dict(branch, cpt_stage_iters=9, train_iters=9,
+                                                      save=str(tmp_path / "anneal_long"))))
     with pytest.raises(ValueError, match="cpt_continue_parent_data: true with cpt_train_data_paths"):
         standin.NeoXArgs.from_dict(dict(branch, cpt_train_data_paths=stage["cpt_train_data_paths"]))
 

@@ -3,6 +3,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from neox_cpt.neox import hook, patches
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -60,3 +62,56 @@ def test_neox_cpt_install_entry_point():
     code = ("import sys, neox_cpt; f = neox_cpt.install(); "
             "print(sys.meta_path[0] is f, sorted(f.patches))")
     assert _run(code) == "True ['megatron.neox_arguments.arguments', 'megatron.training']"
+
+
+def _drop_megatron():
+    for name in [m for m in sys.modules if m == "megatron" or m.startswith("megatron.")]:
+        del sys.modules[name]
+
+
+def test_megatron_lm_is_left_alone(tmp_path, monkeypatch):
+    """Megatron-LM uses the same module names; its megatron.training has none of NeoX's functions."""
+    pkg = tmp_path / "megatron"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "training.py").write_text("def pretrain(train_valid_test_dataset_provider, model_provider):\n    return 1\n")
+    monkeypatch.delenv(hook.DISABLE_ENV, raising=False)
+    _drop_megatron()
+    monkeypatch.syspath_prepend(str(tmp_path))
+    hook.install()
+    try:
+        import megatron.training as training  # raised AttributeError before: every NeoX name was looked up
+
+        assert training.pretrain(None, None) == 1 and not hasattr(training, "_neox_cpt_patched")
+    finally:
+        hook.uninstall()
+        _drop_megatron()
+
+
+def test_neox_with_another_signature_is_left_untouched_and_stops_cpt_runs(tmp_path, monkeypatch):
+    import shutil
+
+    shutil.copytree(os.path.join(os.path.dirname(__file__), "standin", "megatron"), tmp_path / "megatron")
+    path = tmp_path / "megatron" / "checkpointing.py"  # a NeoX whose load_checkpoint lost `iteration`
+    path.write_text(path.read_text().replace("inference=False, iteration=None):", "inference=False):\n    iteration = None"))
+    monkeypatch.delenv(hook.DISABLE_ENV, raising=False)
+    _drop_megatron()
+    monkeypatch.syspath_prepend(str(tmp_path))
+    hook.install()
+    try:
+        import megatron.training as training
+        from megatron.neox_arguments.arguments import NeoXArgs
+
+        assert not hasattr(training, "_neox_cpt_patched")
+        assert not any(hasattr(getattr(training, name), "__wrapped__") for name in patches.PATCHED)
+        stock = NeoXArgs.from_dict({"train_batch_size": 4, "train_iters": 10})  # no cpt_* key: stock NeoX runs
+        assert stock.train_iters == 10
+        message = ("neox-cpt: GPT-NeoX's megatron.training.load_checkpoint is load_checkpoint(neox_args, model, "
+                   "optimizer, lr_scheduler, inference=False), but neox-cpt calls load_checkpoint(neox_args, model, "
+                   "optimizer, lr_scheduler, inference=False, iteration=None) (tested with GPT-NeoX ea7aefd)")
+        with pytest.raises(RuntimeError) as err:
+            NeoXArgs.from_dict({"train_batch_size": 4, "train_iters": 10, "cpt_lr_max": 1e-3})
+        assert str(err.value).startswith(message)
+    finally:
+        hook.uninstall()
+        _drop_megatron()

@@ -128,15 +128,16 @@ def test_decide_and_resolve(tmp_path):
 
 
 def test_seen_only_replay_fills_consumed_samples_from_the_init_checkpoint(standin, tmp_path, d0):
-    from neox_cpt.neox.patches import prepare_stage
+    from neox_cpt.neox.runtime import prepare
 
     cfg = stage_cfg(tmp_path, d0, cpt_replay_seen_only=True, cpt_train_data_paths=["/data/new"],
                     cpt_replay_index_paths=["/d0/pile_train_indexmap_80ns_16sl_1234s_packedpi_ac"],
                     cpt_replay_frac=0.05)
     args = standin.NeoXArgs.from_dict(cfg)  # validates without the count (filled at launch)
-    prepare_stage(args)
+    plan = prepare(args)
     assert args.cpt_replay_consumed_samples == [20 * BATCH]  # d0 ended at iteration 20
+    assert plan.consumed_from.startswith("iteration 20 x train_batch_size 4 of ")
     assert args.load == args.save and args._cpt_stage_iters == 10
     two = dict(cfg, cpt_replay_index_paths=["/a_indexmap_x", "/b_indexmap_y"])
     with pytest.raises(ValueError, match="cpt_replay_consumed_samples: unset with 2"):
-        prepare_stage(standin.NeoXArgs.from_dict(two))
+        prepare(standin.NeoXArgs.from_dict(two))

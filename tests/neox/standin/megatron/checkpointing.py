@@ -24,6 +24,8 @@ def load_checkpoint(neox_args, model, optimizer, lr_scheduler, inference=False, 
     with open(path) as f:
         state = json.load(f)
     model.loaded = dict(path=path, optimizer=load_states)
+    if load_states and getattr(optimizer, "dummy", False):  # DeepSpeed: the dummy has 1 group, the state more
+        raise ValueError("loaded state dict has a different number of parameter groups")
     if load_states:
         for group in optimizer.param_groups:  # DeepSpeed restores the LR kept in optimizer state
             group["lr"] = state["optimizer_lr"]

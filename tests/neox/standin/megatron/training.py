@@ -10,17 +10,19 @@ from megatron.learning_rates import AnnealingLR  # training.py:47
 
 
 class Optimizer:
-    """What NeoX's scheduler sees: ``param_groups`` (a list of dicts)."""
+    """What NeoX's scheduler sees: ``param_groups`` (a list of dicts). ``dummy``: NeoX's stand-in optimizer
+    (one parameter, lr 0) that get_optimizer builds when no_load_optim is set (training.py:958-962, 987-992)."""
 
-    def __init__(self, num_groups=1, width_mults=None):
+    def __init__(self, num_groups=1, width_mults=None, dummy=False):
+        self.dummy = dummy
         self.param_groups = [{"lr": 0.0} for _ in range(num_groups)]
         for group, mult in zip(self.param_groups, width_mults or []):
             group["width_mult"] = mult
 
 
 class Model:
-    def __init__(self):
-        self.optimizer = Optimizer()
+    def __init__(self, dummy_optimizer=False):
+        self.optimizer = Optimizer(dummy=dummy_optimizer)
         self.batches = []
 
 
@@ -32,7 +34,7 @@ def get_learning_rate_scheduler(optimizer, neox_args):  # training.py:1105
 
 
 def setup_model_and_optimizer(neox_args, use_cache=False, iteration=None):  # training.py:1143
-    model = Model()
+    model = Model(dummy_optimizer=bool(neox_args.no_load_optim and neox_args.deepspeed))  # get_optimizer :958
     optimizer = model.optimizer
     lr_scheduler = get_learning_rate_scheduler(optimizer=optimizer, neox_args=neox_args)
     if neox_args.load is not None:

@@ -57,6 +57,7 @@ class NeoXArgsTraining(NeoXArgsTemplate):  # neox_args.py:1009
     checkpoint_factor: int = None
     eval_iters: int = 100
     train_data_paths: list = None
+    train_data_weights: list = None
     valid_data_paths: list = None
     data_path: str = None
     use_mup: bool = False
@@ -86,6 +87,8 @@ class NeoXArgs(*BASE_CLASSES):
         if self.train_batch_size is None and self.train_micro_batch_size_per_gpu is not None:
             self.train_batch_size = self.train_micro_batch_size_per_gpu * self.gradient_accumulation_steps
         self.batch_size = self.train_micro_batch_size_per_gpu
+        if self.train_data_paths and self.train_data_weights is None:  # arguments.py:1163
+            self.train_data_weights = [1.0] * len(self.train_data_paths)
         if self.optimizer and self.lr is None:
             self.lr = self.optimizer.get("params", {}).get("lr")
         if not self.validate_types():

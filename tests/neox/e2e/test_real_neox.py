@@ -1,43 +1,39 @@
-"""Opt-in integration suite against a real GPT-NeoX checkout (NEOX.md's CPU recipe).
+"""NeoX pieces under the plugin, one check per fresh interpreter of NeoX's Python (real_neox_checks.py).
 
-    NEOX_CPT_NEOX_ROOT=/path/to/gpt-neox /path/to/neox-venv/bin/python -m pytest tests/neox/test_real_neox.py
-
-Run with the Python of a NeoX environment (torch, deepspeed, NeoX's requirements, neox-cpt installed) and
-megatron/data/helpers.cpp built; docs/neox.md has the set-up. Each check runs in a fresh interpreter
-(real_neox_checks.py) so real ``megatron`` never meets the stand-in of the other tests.
+Part of the end-to-end suite (same discovery of NeoX, same skip line, see neox_e2e.py); these checks call
+NeoX functions directly (config loading, the scheduler under a DeepSpeed engine, the data loaders on gloo)
+where the scenarios drive NeoX's whole ``deepy.py train.py``. The checks import neox_cpt from this checkout
+(first on ``PYTHONPATH``) and install the hook with ``neox_cpt.install()``.
 """
 import json
 import os
 import subprocess
-import sys
 
 import pytest
 
-NEOX_ROOT = os.environ.get("NEOX_CPT_NEOX_ROOT")
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.neox,
-    pytest.mark.skipif(not NEOX_ROOT, reason="opt-in: set NEOX_CPT_NEOX_ROOT to a GPT-NeoX checkout (docs/neox.md)"),
-]
+import neox_e2e as e2e
+
+pytestmark = [pytest.mark.slow, pytest.mark.neox]
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def run_check(name, tmp_path, port):
-    if not os.path.isfile(os.path.join(NEOX_ROOT, "megatron", "training.py")):
-        pytest.fail(f"NEOX_CPT_NEOX_ROOT={NEOX_ROOT!r} is not a GPT-NeoX checkout (no megatron/training.py)")
-    env = dict(os.environ, PYTHONPATH=NEOX_ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""),
-               NEOX_CPT_TEST_PORT=str(port))
-    env.pop("NEOX_CPT_DISABLE", None)
-    proc = subprocess.run([sys.executable, os.path.join(HERE, "real_neox_checks.py"), name, str(tmp_path)],
-                          capture_output=True, text=True, env=env, cwd=NEOX_ROOT, timeout=900)
+def run_check(neox, name, tmp_path):
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(e2e.REPO), str(neox.root)]),
+               NEOX_CPT_TEST_PORT=str(e2e.free_port()), OMP_NUM_THREADS="1", DS_ACCELERATOR="cpu")
+    for key in ("NEOX_CPT_DISABLE", "VIRTUAL_ENV", "PYTHONHOME"):
+        env.pop(key, None)
+    proc = subprocess.run([str(neox.python), os.path.join(HERE, "real_neox_checks.py"), name, str(tmp_path)],
+                          capture_output=True, text=True, env=env, cwd=neox.root, timeout=900)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
     assert proc.returncode == 0 and lines, f"{name} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
     log = [line for line in proc.stdout.splitlines() if line.startswith("neox-cpt")]
-    return json.loads(lines[-1][len("RESULT "):]), log
+    result = json.loads(lines[-1][len("RESULT "):])
+    assert result["neox_cpt_file"].startswith(str(e2e.REPO) + os.sep), result["neox_cpt_file"]  # this checkout
+    return result, log
 
 
-def test_every_shipped_config_through_from_ymls(tmp_path):
-    result, _ = run_check("configs", tmp_path, 29541)
+def test_every_shipped_config_through_from_ymls(neox, tmp_path):
+    result, _ = run_check(neox, "configs", tmp_path)
     configs = result["configs"]
     assert len(configs) >= 10
     for name, info in configs.items():
@@ -56,8 +52,8 @@ def test_every_shipped_config_through_from_ymls(tmp_path):
     assert "cpt_stage_iters" in errors["cpt_stage_iters"]
 
 
-def test_scheduler_stage_change_and_reload_deepspeed_style(tmp_path):
-    r, log = run_check("scheduler", tmp_path, 29542)
+def test_scheduler_stage_change_and_reload_deepspeed_style(neox, tmp_path):
+    r, log = run_check(neox, "scheduler", tmp_path)
     assert (r["type_stage0"], r["type_stage1"]) == ("AnnealingLR", "StageLR")
     schedule = r["schedule"]
     first = r["first"]
@@ -74,8 +70,8 @@ def test_scheduler_stage_change_and_reload_deepspeed_style(tmp_path):
     assert any("resumed stage 'd1' at global iteration 10" in line for line in log)
 
 
-def test_replay_blend_through_neox_data_loaders(tmp_path):
-    r, log = run_check("data", tmp_path, 29543)
+def test_replay_blend_through_neox_data_loaders(neox, tmp_path):
+    r, log = run_check(neox, "data", tmp_path)
     assert r["flags"] == [1, 1, 0]
     assert r["sampler_type"] == "megatron.data.samplers.DistributedBatchSampler"
     assert r["dataset_len"] == 400 and r["len_train_batches"] == 50  # sized to the stage: 50 iters x 8

@@ -1,6 +1,6 @@
 """Checks against a real GPT-NeoX checkout, one per subprocess (run by test_real_neox.py).
 
-    python tests/neox/real_neox_checks.py {configs|scheduler|data} WORKDIR   # NeoX root on PYTHONPATH
+    python tests/neox/e2e/real_neox_checks.py {configs|scheduler|data} WORKDIR   # repo, NeoX root on PYTHONPATH
 
 Each prints one JSON line (``RESULT {...}``) with the measured values; the pytest side asserts on them.
 The NeoX code runs unmodified: the plugin arrives through ``neox_cpt.install()`` (the .pth does the same
@@ -13,14 +13,14 @@ import sys
 
 import numpy as np
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 
 def setup_distributed():
     import torch
 
     torch.cuda.LongTensor = torch.LongTensor  # NeoX broadcasts its data flags as cuda tensors
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=os.environ.get("NEOX_CPT_TEST_PORT", "29533"),
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=os.environ["NEOX_CPT_TEST_PORT"],
                       RANK="0", WORLD_SIZE="1", LOCAL_RANK="0")
     if not torch.distributed.is_initialized():
         torch.distributed.init_process_group("gloo", rank=0, world_size=1)
@@ -80,7 +80,11 @@ def check_configs(workdir):
 
 def _engine(model_seed, scheduler_factory):
     import deepspeed
+    import deepspeed.comm.torch
     import torch
+
+    # DeepSpeed would JIT-build its shared-memory all-reduce op here (0.5-2 min); gloo never uses it
+    deepspeed.comm.torch.build_shm_op = lambda: None
 
     torch.manual_seed(model_seed)
     model = torch.nn.Linear(4, 1)
@@ -220,4 +224,5 @@ if __name__ == "__main__":
 
     neox_cpt.install()
     result = {"configs": check_configs, "scheduler": check_scheduler, "data": check_data}[name](workdir)
+    result["neox_cpt_file"] = os.path.realpath(neox_cpt.__file__)
     print("RESULT " + json.dumps(result, default=str))
