@@ -135,27 +135,18 @@ def vocab_size(path: str) -> Optional[int]:
 
 def _tokenizer(cfg: Dict[str, Any], ref) -> List[str]:
     """This config's tokenizer against the one NeoX archived with the checkpoint (``<tag>/configs/``)."""
-    import yaml
+    from neox_cpt.neox.stages import archived_value
 
-    directory = os.path.join(ref.load_dir, ref.tag, "configs")
     mine = cfg.get("vocab_file")
-    if not mine or not os.path.isdir(directory):
+    if not mine:
         return []
     if not os.path.isfile(mine):
         return [f"vocab_file: {mine} not found"]
-    for name in sorted(os.listdir(directory)):
-        try:
-            with open(os.path.join(directory, name)) as f:
-                archived = yaml.safe_load(f)
-        except (OSError, yaml.YAMLError):
-            continue
-        theirs = archived.get("vocab_file", archived.get("vocab-file")) if isinstance(archived, dict) else None
-        if theirs:
-            old, new = vocab_size(theirs), vocab_size(mine)
-            if old is not None and new is not None and old != new:
-                return [f"vocab_file: {mine} has {new} entries but the checkpoint {ref.load_dir}/{ref.tag} was trained "
-                        f"with {theirs} ({old} entries); use the checkpoint's tokenizer (the embedding rows must match)"]
-            return []
+    theirs = archived_value(ref, "vocab_file")
+    old, new = (vocab_size(theirs), vocab_size(mine)) if isinstance(theirs, str) else (None, None)
+    if old is not None and new is not None and old != new:
+        return [f"vocab_file: {mine} has {new} entries but the checkpoint {ref.load_dir}/{ref.tag} was trained "
+                f"with {theirs} ({old} entries); use the checkpoint's tokenizer (the embedding rows must match)"]
     return []
 
 

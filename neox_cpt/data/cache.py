@@ -39,7 +39,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 from neox_cpt.data.build import Progress, build_into, describe, plan_draws
 from neox_cpt.data.fingerprint import store_of
-from neox_cpt.data.publish import fsync_dir, make_temp_dir, publish, remove_stale
+from neox_cpt.data.publish import fsync_path, make_temp_dir, publish, remove_stale
 from neox_cpt.data.sources import (DESCRIPTION, LOCATION_FIELDS, description_key, locations, resolve_sources,
                                    write_locations)
 from neox_cpt.data.spec import ReplayIndexSpec
@@ -162,7 +162,7 @@ def build_index(spec: ReplayIndexSpec, cache_dir: PathLike, progress: Union[bool
             for f in sorted(tmp.iterdir()):
                 with open(f, "rb+") as fh:
                     os.fsync(fh.fileno())
-        fsync_dir(tmp)
+        fsync_path(tmp)
         tick("publish", 0, 1)
         published = publish(tmp, final, lambda p: is_complete(p, key))
         tick("publish", 1, 1)

@@ -29,7 +29,7 @@ import shutil
 import socket
 import time
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Optional, Union
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +122,7 @@ def publish(tmp: Path, final: Path, is_complete: Callable[[Path], bool]) -> Path
     for attempt in (0, 1):
         try:
             os.rename(tmp, final)
-            fsync_dir(final.parent)
+            fsync_path(final.parent)
             return final
         except OSError as exc:
             if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
@@ -142,7 +142,8 @@ def publish(tmp: Path, final: Path, is_complete: Callable[[Path], bool]) -> Path
     raise OSError(errno.EEXIST, f"{final}: cannot publish over an incomplete directory; remove it and retry")
 
 
-def fsync_dir(path: Path) -> None:
+def fsync_path(path: Union[str, "os.PathLike[str]"]) -> None:
+    """fsync a file, or a directory (which makes the names created or renamed in it durable)."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)

@@ -32,18 +32,12 @@ import shutil
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
+from neox_cpt.data.publish import fsync_path
+
 PathLike = Union[str, "os.PathLike[str]"]
 LATEST = "latest"
 STATE = "state.json"
 
-
-def fsync_path(path: PathLike) -> None:
-    """fsync a file, or a directory (which makes the names created or renamed in it durable)."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def write_text_atomic(path: PathLike, text: str) -> None:

@@ -156,11 +156,31 @@ def seen_consumed(cfg: Mapping[str, Any], ref: CheckpointRef) -> Tuple[Tuple[int
     return (ref.iteration * batch,), f"iteration {ref.iteration} x train_batch_size {batch} of {where} ({origin})"
 
 
-def archived_batch(ref: CheckpointRef) -> Optional[int]:
-    """``train_batch_size`` in the YAML files NeoX archives in ``<tag>/configs/`` (None if absent)."""
+def archived_value(ref: CheckpointRef, key: str) -> Any:
+    """``key`` (or its dashed spelling) in the YAML files NeoX archives in ``<tag>/configs/``: the first file
+    that sets it, in name order (None if none does or the directory is absent)."""
     directory = os.path.join(ref.load_dir, ref.tag, "configs")
     if not os.path.isdir(directory):
         return None
+    import yaml
+
+    for name in sorted(os.listdir(directory)):
+        try:
+            with open(os.path.join(directory, name)) as f:
+                data = yaml.safe_load(f)
+        except (OSError, yaml.YAMLError):
+            continue
+        if isinstance(data, dict):
+            value = data.get(key, data.get(key.replace("_", "-")))
+            if value is not None:
+                return value
+    return None
+
+
+def archived_batch(ref: CheckpointRef) -> Optional[int]:
+    """``train_batch_size`` as NeoX archived it with the checkpoint (None if absent or not an int)."""
+    value = archived_value(ref, "train_batch_size")
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
     import yaml
 
     for name in sorted(os.listdir(directory)):
