@@ -181,16 +181,3 @@ def archived_batch(ref: CheckpointRef) -> Optional[int]:
     """``train_batch_size`` as NeoX archived it with the checkpoint (None if absent or not an int)."""
     value = archived_value(ref, "train_batch_size")
     return value if isinstance(value, int) and not isinstance(value, bool) else None
-    import yaml
-
-    for name in sorted(os.listdir(directory)):
-        try:
-            with open(os.path.join(directory, name)) as f:
-                data = yaml.safe_load(f)
-        except (OSError, yaml.YAMLError):
-            continue
-        if isinstance(data, dict):
-            value = data.get("train_batch_size", data.get("train-batch-size"))
-            if isinstance(value, int) and not isinstance(value, bool):
-                return value
-    return None
