@@ -180,9 +180,9 @@ def raise_if_changed(index_dir: Path, store: Optional[Path] = None) -> None:
     problems = check_sources(index_dir, store)
     if problems:
         raise ValueError(f"{index_dir}: its sources changed since it was built, so its samples are not what "
-                         f"they were: " + "; ".join(problems) + ". Restore the original files at those paths "
-                         f"(or point paths.json in the index directory at a copy); for a new index on the new "
-                         f"data, build it from a config that names the data instead of this index")
+                         "they were: " + "; ".join(problems) + ". Restore the original files at those paths "
+                         "(or point paths.json in the index directory at a copy); for a new index on the new "
+                         "data, build it from a config that names the data instead of this index")
 
 
 def _changed(was: Dict[str, Any], now: Dict[str, Any]) -> List[str]:

@@ -2,12 +2,11 @@
 no network: sources are replaced by placeholder prefixes, which validation does not open)."""
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 
 from neox_cpt.local.config import load_run_config
-from neox_cpt.local.experiments import FULL, REDUCED, Budget, comparison_plan, demo_plan
+from neox_cpt.local.experiments import FULL, comparison_plan, demo_plan
 from neox_cpt.local.runs import load_yaml, repo_configs_dir, trainer_config
 from neox_cpt.schedules import schedule_from_config
 
