@@ -35,6 +35,7 @@ import time
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
+from neox_cpt.data.fingerprint import sha256_file
 from neox_cpt.local.bpe import EOD_TOKEN, PAD_TOKEN, save_tokenizer, train_bpe
 from neox_cpt.local.corpora import DEFAULT_READERS, DESCRIPTIONS, Document, Reader, SourceUnavailable
 from neox_cpt.local.manifest import DATA_VERSION, Manifest, SourceData
@@ -69,14 +70,6 @@ def split_documents(docs: Sequence[Document], valid_frac: float = 0.05, min_vali
         valid_ids.add(doc_id)
         acc += sizes[doc_id]
     return [d for d in docs if d.doc_id not in valid_ids], [d for d in docs if d.doc_id in valid_ids]
-
-
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -214,7 +207,7 @@ def prepare_demo_data(cache_dir: Optional[Union[str, "os.PathLike[str]"]] = None
                                   tr.num_tokens, va.num_tokens, tr_bytes, va_bytes, metas[name]["sha256"]))
 
     manifest = Manifest(
-        data_dir=str(data_dir), tokenizer_path=str(tok_path), tokenizer_sha256=_sha256_file(tok_path),
+        data_dir=str(data_dir), tokenizer_path=str(tok_path), tokenizer_sha256=sha256_file(tok_path),
         vocab_size=tok.get_vocab_size(), eod_id=tok.token_to_id(EOD_TOKEN), pad_id=tok.token_to_id(PAD_TOKEN),
         dtype=best_dtype(tok.get_vocab_size()).name, sources=tuple(results), unavailable=tuple(unavailable),
         split=split, key=key)

@@ -1,6 +1,5 @@
 """The replay blend through NeoX-style loaders (stand-in), on a gloo process group of size 1."""
 import os
-import socket
 
 import numpy as np
 import pytest
@@ -11,17 +10,6 @@ from neox_cpt.data.indexed import IndexedDatasetWriter  # noqa: E402
 from neox_cpt.neox.data import PerSourceIterators  # noqa: E402
 
 BATCH, ITERS, SEQ = 8, 20, 16
-
-
-@pytest.fixture(scope="module")
-def gloo():
-    dist = torch.distributed
-    if not dist.is_initialized():
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=1)
-    yield
 
 
 def write(prefix, low, high, num_docs, seed):
